@@ -1,0 +1,43 @@
+# datatx: every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+RUN := $(UV) run --frozen
+PY_PACKAGES := -p datatx_operator -p grpc_bridge -p datatx_cli -p localcluster
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock localcluster/pyproject.toml
+	$(UV) sync --frozen
+	mkdir -p .venv/typecheck
+	ln -sfn ../../operator .venv/typecheck/datatx_operator
+	ln -sfn ../../proto/datatx .venv/typecheck/datatx
+	touch $@
+
+.PHONY: venv
+venv: .venv/.synced ## create .venv from the lock file
+
+.PHONY: system-deps
+system-deps: ## Debian packages the local cluster needs (bubblewrap)
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)
+
+.PHONY: tools
+tools: venv ## build (or reuse) kube-apiserver, etcd, kubectl, helm, grpcurl from the Go module proxy
+	$(RUN) localcluster build-tools
+
+.PHONY: lint
+lint: venv ## ruff (lint and format) and mypy --strict
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy $(PY_PACKAGES)
+
+.PHONY: test
+test: venv system-deps tools lint ## lint, then every test on real local clusters
+	$(RUN) pytest $(PYTEST_ARGS)

@@ -1,0 +1,51 @@
+"""Names shared by every component: the API group, labels, annotations and child names.
+
+Child objects get deterministic names so that a restarted operator finds (adopts) what it
+created before instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+GROUP = "datatx.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "DataTransfer"
+PLURAL = "datatransfers"
+SINGULAR = "datatransfer"
+SHORT_NAME = "dt"
+CATEGORY = "datatx"
+
+FINALIZER = f"{GROUP}/finalizer"
+KOPF_ANNOTATION_PREFIX = f"kopf.{GROUP}"
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "datatx"
+LABEL_TRANSFER = f"{GROUP}/transfer"
+LABEL_OWNER_HASH = f"{GROUP}/owner-hash"
+LABEL_REQUEST_HASH = f"{GROUP}/request-hash"
+LABEL_ATTEMPT = f"{GROUP}/attempt"
+ANNOTATION_OWNER = f"{GROUP}/owner"
+ANNOTATION_OWNER_GROUPS = f"{GROUP}/owner-groups"
+
+# Keys inside the transfer's Secrets.
+SECRET_KEY_CREDENTIAL = "credential"
+
+
+def remotes_secret_name(transfer: str) -> str:
+    """The Secret holding the secret options of the transfer's remotes."""
+    return f"{transfer}-remotes"
+
+
+def credential_secret_name(transfer: str) -> str:
+    """The Secret holding the destination credential (given at creation or on accept)."""
+    return f"{transfer}-credential"
+
+
+def job_name(transfer: str, restarts: int) -> str:
+    """One Job per run of a transfer; a RetryTransfer bumps `restarts` and gets a new Job."""
+    return f"{transfer}-run{restarts}"
+
+
+def remote_secret_key(remote: str, option: str) -> str:
+    """Key of one secret remote option inside the remotes Secret."""
+    return f"{remote}.{option}"

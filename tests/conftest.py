@@ -1,0 +1,3 @@
+"""Shared fixtures: each plugin module brings up one kind of real server."""
+
+pytest_plugins: list[str] = []
