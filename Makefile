@@ -24,6 +24,10 @@ $(UV):
 .PHONY: venv
 venv: .venv/.synced ## create .venv from the lock file
 
+.PHONY: proto
+proto: venv ## regenerate the checked-in Python stubs of proto/ (a test fails when they are stale)
+	$(RUN) python proto/generate.py
+
 .PHONY: system-deps
 system-deps: ## Debian packages the local cluster needs (bubblewrap)
 	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap)
@@ -41,3 +45,8 @@ lint: venv ## ruff (lint and format) and mypy --strict
 .PHONY: test
 test: venv system-deps tools lint ## lint, then every test on real local clusters
 	$(RUN) pytest $(PYTEST_ARGS)
+
+CRD_FILE := datatransfers.datatx.io.yaml
+.PHONY: crds
+crds: venv ## regenerate the CRD (deploy/crds and the chart) from operator/models.py
+	$(RUN) python -m datatx_operator.crd | tee deploy/crds/$(CRD_FILE) > deploy/helm/datatx/crds/$(CRD_FILE)

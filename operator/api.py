@@ -28,7 +28,7 @@ ANNOTATION_OWNER = f"{GROUP}/owner"
 ANNOTATION_OWNER_GROUPS = f"{GROUP}/owner-groups"
 
 # Keys inside the transfer's Secrets.
-SECRET_KEY_CREDENTIAL = "credential"
+SECRET_KEY_CREDENTIAL = "credential"  # noqa: S105 (a key name, not a secret)
 
 
 def remotes_secret_name(transfer: str) -> str:

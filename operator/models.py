@@ -101,6 +101,12 @@ class RemoteType(StrEnum):
     S3 = "s3"
     SFTP = "sftp"
     LOCAL = "local"
+    RUCIO = "rucio"
+    FILESENDER = "filesender"
+
+
+# Remote types that name a service rather than storage rclone can open.
+SERVICE_REMOTE_TYPES = frozenset({RemoteType.RUCIO, RemoteType.FILESENDER})
 
 
 class Remote(Model):
@@ -133,35 +139,61 @@ class RcloneOptions(Model):
     )
 
 
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)]
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
+
+
+def _request_retries() -> Any:
+    return Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of one HTTP request after a network error or a 5xx answer, "
+        "with exponential backoff, before the run fails.",
+    )
+
+
 class FtsOptions(Model):
-    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)]
+    """FTS3: source and destination are webdav remotes whose `url` FTS can reach."""
+
+    endpoint: HttpUrl = Field(description="FTS3 REST endpoint, e.g. https://fts3.example.org:8446")
     verify_checksum: str = Field(default="both", pattern=r"^(both|source|target|none)$")
     overwrite: bool = False
-    retry: int = Field(default=0, ge=0, le=10)
+    retry: int = Field(default=0, ge=0, le=10, description="FTS retries per file.")
+    priority: int = Field(default=3, ge=1, le=5)
     poll_interval_seconds: int = Field(default=5, ge=1, le=300)
+    request_retries: int = _request_retries()
 
 
 class RucioOptions(Model):
-    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)]
-    auth_endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)] | None = (
-        None
+    """Rucio: source `remote:scope:name` (a DID), destination `remote:<RSE expression>`."""
+
+    endpoint: HttpUrl
+    auth_endpoint: HttpUrl | None = Field(
+        default=None, description="Rucio auth server; the endpoint when unset."
     )
     account: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,25}$")]
     auth_type: str = Field(default="userpass", pattern=r"^(userpass|oidc)$")
     copies: int = Field(default=1, ge=1, le=10)
     lifetime_seconds: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
+    activity: Annotated[str, Field(pattern=r"^[A-Za-z0-9 _-]{1,50}$")] | None = None
     poll_interval_seconds: int = Field(default=5, ge=1, le=300)
+    request_retries: int = _request_retries()
 
 
 class FileSenderOptions(Model):
-    endpoint: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=512)]
-    remote_user: Annotated[str, Field(min_length=1, max_length=256)]
-    recipients: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]] = (
-        Field(min_length=1, max_length=32)
+    """FileSender: the files of the source are uploaded, the recipients get the link."""
+
+    endpoint: HttpUrl = Field(
+        description="The REST base, e.g. https://filesender.example.org/rest.php"
     )
+    remote_user: Annotated[str, Field(min_length=1, max_length=256)]
+    sender: Email | None = Field(default=None, description="The `from` address; the user's own.")
+    recipients: list[Email] = Field(min_length=1, max_length=32)
     subject: ShortText = ""
     message: ShortText = ""
     expires_days: int = Field(default=7, ge=1, le=365)
+    request_retries: int = _request_retries()
 
 
 class Invitee(Model):
@@ -169,9 +201,7 @@ class Invitee(Model):
 
     name: Annotated[str, Field(max_length=256)] = ""
     email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)] | None = None
-    webhook_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = (
-        None
-    )
+    webhook_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)] | None = None
 
     @model_validator(mode="after")
     def _reachable(self) -> Invitee:
@@ -205,9 +235,7 @@ class CredentialsRef(Model):
 
 class Requester(Model):
     user: Annotated[str, Field(min_length=1, max_length=256)]
-    groups: list[Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=list, max_length=64
-    )
+    groups: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=64)
 
 
 class DataTransferSpec(Model):
@@ -229,7 +257,13 @@ class DataTransferSpec(Model):
         default=86400, ge=10, le=30 * 86400, description="Deadline of one run."
     )
     restarts: int = Field(default=0, ge=0, le=100, description="Bumped by RetryTransfer.")
-    cancel_requested: bool = Field(default=False, description="Set to stop the transfer.")
+    cancel_requested: bool = Field(
+        default=False, description="Stop the current run; only a retry (restarts + 1) clears it."
+    )
+    destroy_requested: bool = Field(
+        default=False,
+        description="DestroyTransfer: stop and destroy the credentials at once; final.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> DataTransferSpec:
@@ -243,9 +277,34 @@ class DataTransferSpec(Model):
         options_field = DRIVER_OPTIONS_FIELD[self.driver]
         if options_field != "rclone" and getattr(self, options_field) is None:
             raise ValueError(f"driver {self.driver.value} needs {to_camel(options_field)}")
+        self._check_remote_types()
         if self.credentials_ref.credential is None and self.invite is None:
             raise ValueError("without a credential an invite (invitee) is required")
         return self
+
+    def _check_remote_types(self) -> None:
+        """Each driver reads only some kinds of remote; say which at request time."""
+        source = self.remote(self.source.partition(":")[0])
+        destination = self.remote(self.destination.partition(":")[0])
+        if self.driver is Driver.FTS:
+            for field, remote in (("source", source), ("destination", destination)):
+                if remote.type is not RemoteType.WEBDAV or "url" not in remote.options:
+                    raise ValueError(f"driver fts needs a webdav remote with a url as {field}")
+        elif self.driver is Driver.RUCIO:
+            if source.type is not RemoteType.RUCIO or destination.type is not RemoteType.RUCIO:
+                raise ValueError("driver rucio needs rucio remotes as source and destination")
+            scope, sep, name = self.source.split(":", 1)[1].partition(":")
+            if not (scope and sep and name):
+                raise ValueError("driver rucio needs the source as remote:scope:name")
+            if not self.destination.split(":", 1)[1].strip():
+                raise ValueError("driver rucio needs the destination as remote:<RSE expression>")
+        elif self.driver is Driver.FILESENDER:
+            if destination.type is not RemoteType.FILESENDER:
+                raise ValueError("driver filesender needs a filesender remote as destination")
+            if source.type in SERVICE_REMOTE_TYPES:
+                raise ValueError("driver filesender reads its source through rclone")
+        elif source.type in SERVICE_REMOTE_TYPES or destination.type in SERVICE_REMOTE_TYPES:
+            raise ValueError(f"driver {self.driver.value} cannot use rucio or filesender remotes")
 
     def remote(self, name: str) -> Remote:
         return next(remote for remote in self.remotes if remote.name == name)
@@ -303,6 +362,17 @@ class Result(Model):
     )
 
 
+class RunReport(Model):
+    """How one mover pod's run ended, written by the mover itself just before it exits."""
+
+    job: Annotated[str, Field(max_length=63)]
+    pod: Annotated[str, Field(max_length=253)]
+    reason: Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]{0,127}$")]
+    message: ShortText = ""
+    result: Result = Field(default_factory=Result)
+    finish_time: dt.datetime
+
+
 class InviteStatus(Model):
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
         default=None, description="Hash of the single-use token; cleared once used or dead."
@@ -321,6 +391,7 @@ class DataTransferStatus(Model):
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
     progress: Progress = Field(default_factory=Progress)
     result: Result | None = None
+    last_run: RunReport | None = None
     attempts: int = Field(default=0, ge=0)
     job: Annotated[str, Field(max_length=63)] | None = None
     start_time: dt.datetime | None = None

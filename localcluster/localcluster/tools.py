@@ -22,7 +22,8 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 VERSIONS_FILE = Path(__file__).resolve().parent.parent / "versions.toml"
-RELATIVE_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)\s+=>\s+\.\.?/\S+\s*$")
+# `k8s.io/api => ./staging/src/k8s.io/api`; etcd's `=> ./FORBIDDEN_DEPENDENCY` guards are skipped.
+RELATIVE_REPLACE = re.compile(r"^\s*(?:replace\s+)?(\S+)\s+=>\s+\.\.?/(?!FORBIDDEN)\S+\s*$")
 
 
 def load_versions() -> dict[str, str]:
@@ -81,7 +82,12 @@ def all_tools() -> list[GoTool]:
     versions = load_versions()
     return [
         _kubernetes(versions["kubernetes"]),
-        GoTool("etcd", "go.etcd.io/etcd/server/v3", versions["etcd"], {"etcd": "go.etcd.io/etcd/server/v3"}),
+        GoTool(
+            "etcd",
+            "go.etcd.io/etcd/server/v3",
+            versions["etcd"],
+            {"etcd": "go.etcd.io/etcd/server/v3"},
+        ),
         GoTool(
             "helm",
             "helm.sh/helm/v4",
@@ -127,15 +133,21 @@ def _sibling_replacements(tool: GoTool, workdir: Path) -> list[str]:
     """`replace` lines pinning each relatively-replaced sibling module to the release tag."""
     info = json.loads(_go(["mod", "download", "-json", f"{tool.module}@v{tool.version}"], workdir))
     release_go_mod = Path(info["GoMod"]).read_text()
-    siblings = [m.group(1) for line in release_go_mod.splitlines() if (m := RELATIVE_REPLACE.match(line))]
-    sibling_version = f"v0.{tool.version.split('.', 1)[1]}" if tool.key == "kubernetes" else f"v{tool.version}"
+    siblings = [
+        m.group(1) for line in release_go_mod.splitlines() if (m := RELATIVE_REPLACE.match(line))
+    ]
+    sibling_version = (
+        f"v0.{tool.version.split('.', 1)[1]}" if tool.key == "kubernetes" else f"v{tool.version}"
+    )
     return [f"replace {module} => {module} {sibling_version}" for module in siblings]
 
 
 def _write_wrapper(tool: GoTool, workdir: Path) -> None:
     (workdir / "go.mod").write_text("module datatx.local/tools\n\ngo 1.24\n")
     imports = "\n".join(f'\t_ "{package}"' for package in tool.packages.values())
-    (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+    (workdir / "tools.go").write_text(
+        f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+    )
     _go(["mod", "edit", f"-require={tool.module}@v{tool.version}"], workdir)
     replacements = _sibling_replacements(tool, workdir)
     if replacements:
@@ -145,19 +157,34 @@ def _write_wrapper(tool: GoTool, workdir: Path) -> None:
 
 
 def _stream_build(tool: GoTool, workdir: Path, out_dir: Path) -> Iterator[str]:
-    """Run `go build -v` and yield the packages it compiles, for the progress bar."""
+    """Run `go build -v` per binary and yield the packages it compiles, for the progress bar."""
     flags = " ".join(("-s", "-w", *tool.ldflags))
-    command = ["go", "build", "-v", "-trimpath", f"-ldflags={flags}", "-o", f"{out_dir}/", *tool.packages.values()]
-    process = subprocess.Popen(
-        command, cwd=workdir, env=_go_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    assert process.stderr is not None
-    lines: list[str] = []
-    for line in process.stderr:
-        lines.append(line.rstrip())
-        yield line.strip()
-    if process.wait() != 0:
-        raise RuntimeError(f"building {tool.key} failed:\n" + "\n".join(lines[-30:]))
+    for name, package in tool.packages.items():
+        command = [
+            "go",
+            "build",
+            "-v",
+            "-trimpath",
+            f"-ldflags={flags}",
+            "-o",
+            str(out_dir / name),
+            package,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=_go_env(),
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        assert process.stderr is not None
+        lines: list[str] = []
+        for line in process.stderr:
+            lines.append(line.rstrip())
+            yield line.strip()
+        if process.wait() != 0:
+            raise RuntimeError(f"building {name} failed:\n" + "\n".join(lines[-30:]))
 
 
 def build(tool: GoTool, progress: Progress) -> None:
@@ -181,7 +208,12 @@ def ensure_tools() -> dict[str, Path]:
     """Build what is missing; return every binary by name."""
     missing = [tool for tool in all_tools() if not tool.is_built()]
     if missing:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns) as progress:
             for tool in missing:
                 build(tool, progress)

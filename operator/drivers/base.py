@@ -42,9 +42,7 @@ class ExitCode(IntEnum):
     CANCELLED = 3
 
 
-PERMANENT_REASONS = frozenset(
-    {Reason.INVALID_REQUEST, Reason.NOT_FOUND, Reason.CHECKSUM_MISMATCH}
-)
+PERMANENT_REASONS = frozenset({Reason.INVALID_REQUEST, Reason.NOT_FOUND, Reason.CHECKSUM_MISMATCH})
 
 
 @dataclass(frozen=True)
