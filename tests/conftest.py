@@ -1,3 +1,9 @@
 """Shared fixtures: each plugin module brings up one kind of real server."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.servers.notify",
+    "tests.servers.datatx",
+    "tests.servers.storage",
+    "tests.servers.fts3",
+    "tests.servers.rucio",
+]

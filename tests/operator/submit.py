@@ -1,0 +1,145 @@
+"""Create transfers the way the bridge does (CR first, then its owned Secrets), and answer
+invites the way the bridge does, so that operator tests need no bridge."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from typing import Any
+
+from datatx_operator import api
+from datatx_operator.models import (
+    CredentialsRef,
+    DataTransferSpec,
+    Invite,
+    Invitee,
+    RcloneOptions,
+    Remote,
+    RemoteType,
+    Requester,
+)
+from tests.servers.datatx import Namespace
+from tests.servers.storage import StorageServer
+
+
+def remote(name: str, server: StorageServer, *, with_secrets: bool) -> Remote:
+    return Remote(
+        name=name,
+        type=RemoteType(server.kind),
+        options=server.options,
+        secret_options=sorted(server.secret_options) if with_secrets else [],
+    )
+
+
+def _secret(namespace: Namespace, name: str, owner: dict[str, Any], data: dict[str, str]) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "labels": {api.LABEL_TRANSFER: owner["metadata"]["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": api.API_VERSION,
+                    "kind": api.KIND,
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
+    }
+    namespace.cluster.kubectl("create", "-n", namespace.name, "-f", "-", input=json.dumps(body))
+
+
+def submit(
+    namespace: Namespace,
+    source: StorageServer,
+    source_path: str,
+    destination: StorageServer,
+    destination_path: str,
+    *,
+    credential: bool = True,
+    invitee: Invitee | None = None,
+    retries: int = 2,
+    rclone: RcloneOptions | None = None,
+    name: str | None = None,
+) -> str:
+    """Create a transfer copying `source:source_path` to `destination:destination_path`."""
+    name = name or f"dt-{uuid.uuid4().hex[:12]}"
+    spec = DataTransferSpec(
+        source=f"src:{source_path}",
+        destination=f"dst:{destination_path}",
+        remotes=[
+            remote("src", source, with_secrets=True),
+            remote("dst", destination, with_secrets=False),
+        ],
+        rclone=rclone,
+        credentials_ref=CredentialsRef(
+            remotes=api.remotes_secret_name(name) if source.secret_options else None,
+            credential=api.credential_secret_name(name) if credential else None,
+        ),
+        invite=Invite(invitee=invitee) if invitee else None,
+        requester=Requester(user="alice", groups=["physics"]),
+        retries=retries,
+    )
+    body = {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {"name": name},
+        "spec": spec.dump(),
+    }
+    out = namespace.cluster.kubectl(
+        "create", "-n", namespace.name, "-o", "json", "-f", "-", input=json.dumps(body)
+    )
+    created = json.loads(out.stdout)
+    if source.secret_options:
+        secrets = {api.remote_secret_key("src", k): v for k, v in source.secret_options.items()}
+        _secret(namespace, api.remotes_secret_name(name), created, secrets)
+    if credential:
+        _secret(
+            namespace,
+            api.credential_secret_name(name),
+            created,
+            {api.SECRET_KEY_CREDENTIAL: destination.credential},
+        )
+    return name
+
+
+def accept(namespace: Namespace, name: str, credential: str) -> None:
+    """What the bridge does on AcceptInvite (after checking the token)."""
+    created = namespace.get(name)
+    _secret(
+        namespace,
+        api.credential_secret_name(name),
+        created,
+        {api.SECRET_KEY_CREDENTIAL: credential},
+    )
+    patch = {
+        "spec": {
+            "invite": {"response": "Accepted"},
+            "credentialsRef": {"credential": api.credential_secret_name(name)},
+        }
+    }
+    namespace.cluster.kubectl(
+        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
+        "--type=merge", "-p", json.dumps(patch),
+    )
+
+
+def decline(namespace: Namespace, name: str) -> None:
+    patch = {"spec": {"invite": {"response": "Declined"}}}
+    namespace.cluster.kubectl(
+        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
+        "--type=merge", "-p", json.dumps(patch),
+    )
+
+
+def destroy(namespace: Namespace, name: str) -> None:
+    patch = {"spec": {"cancelRequested": True, "destroyRequested": True}}
+    namespace.cluster.kubectl(
+        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
+        "--type=merge", "-p", json.dumps(patch),
+    )
