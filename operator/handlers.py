@@ -35,10 +35,13 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
         prefix=api.KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.peering.standalone = True
+    # Serve the configured namespaces only: no cluster-wide watch of namespaces and CRDs,
+    # which least-privilege RBAC does not grant.
+    settings.scanning.disabled = True
     settings.posting.loggers = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.batching.worker_limit = 100
+    settings.queueing.worker_limit = 100
 
 
 @kopf.on.startup()

@@ -124,22 +124,40 @@ def accept(namespace: Namespace, name: str, credential: str) -> None:
         }
     }
     namespace.cluster.kubectl(
-        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
-        "--type=merge", "-p", json.dumps(patch),
+        "patch",
+        f"{api.PLURAL}.{api.GROUP}",
+        name,
+        "-n",
+        namespace.name,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
     )
 
 
 def decline(namespace: Namespace, name: str) -> None:
     patch = {"spec": {"invite": {"response": "Declined"}}}
     namespace.cluster.kubectl(
-        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
-        "--type=merge", "-p", json.dumps(patch),
+        "patch",
+        f"{api.PLURAL}.{api.GROUP}",
+        name,
+        "-n",
+        namespace.name,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
     )
 
 
 def destroy(namespace: Namespace, name: str) -> None:
     patch = {"spec": {"cancelRequested": True, "destroyRequested": True}}
     namespace.cluster.kubectl(
-        "patch", f"{api.PLURAL}.{api.GROUP}", name, "-n", namespace.name,
-        "--type=merge", "-p", json.dumps(patch),
+        "patch",
+        f"{api.PLURAL}.{api.GROUP}",
+        name,
+        "-n",
+        namespace.name,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
     )

@@ -6,9 +6,9 @@ import json
 import uuid
 
 import pytest
-from localcluster.launcher import Cluster, KubectlError
 
 from datatx_operator import crd
+from localcluster.launcher import Cluster, KubectlError
 from tests.servers.datatx import CHART, CRD, Namespace
 
 
@@ -28,7 +28,12 @@ def _transfer(name: str, **spec_changes: object) -> str:
         **spec_changes,
     }
     return json.dumps(
-        {"apiVersion": "datatx.io/v1alpha1", "kind": "DataTransfer", "metadata": {"name": name}, "spec": spec}
+        {
+            "apiVersion": "datatx.io/v1alpha1",
+            "kind": "DataTransfer",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
     )
 
 
@@ -39,7 +44,10 @@ def _transfer(name: str, **spec_changes: object) -> str:
         ({"remotes": []}, "spec.remotes"),
         ({"driver": "ftp"}, "spec.driver"),
         ({"retries": 11}, "spec.retries"),
-        ({"remotes": [{"name": "src", "type": "local", "options": {"Bad Key": "x"}}]}, "keys must match"),
+        (
+            {"remotes": [{"name": "src", "type": "local", "options": {"Bad Key": "x"}}]},
+            "keys must match",
+        ),
     ],
 )
 def test_bad_resources_are_refused_and_nothing_is_created(
@@ -69,8 +77,14 @@ def test_immutable_fields_cannot_change(
     cluster.kubectl("create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name))
     with pytest.raises(KubectlError, match=message):
         cluster.kubectl(
-            "patch", "datatransfers.datatx.io", name, "-n", datatx_namespace.name,
-            "--type=merge", "-p", json.dumps(patch),
+            "patch",
+            "datatransfers.datatx.io",
+            name,
+            "-n",
+            datatx_namespace.name,
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
         )
     assert datatx_namespace.get(name)["spec"]["source"] == "src:/data"
 
@@ -82,8 +96,14 @@ def test_answers_and_cancels_are_one_way(datatx_namespace: Namespace) -> None:
 
     def patch(body: dict[str, object]) -> None:
         cluster.kubectl(
-            "patch", "datatransfers.datatx.io", name, "-n", datatx_namespace.name,
-            "--type=merge", "-p", json.dumps({"spec": body}),
+            "patch",
+            "datatransfers.datatx.io",
+            name,
+            "-n",
+            datatx_namespace.name,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": body}),
         )
 
     patch({"invite": {"response": "Declined"}})
@@ -97,4 +117,8 @@ def test_answers_and_cancels_are_one_way(datatx_namespace: Namespace) -> None:
     with pytest.raises(KubectlError, match="a destroyed transfer cannot be retried"):
         patch({"cancelRequested": False, "restarts": 2})
     spec = datatx_namespace.get(name)["spec"]
-    assert (spec["invite"]["response"], spec["restarts"], spec["destroyRequested"]) == ("Declined", 1, True)
+    assert (spec["invite"]["response"], spec["restarts"], spec["destroyRequested"]) == (
+        "Declined",
+        1,
+        True,
+    )

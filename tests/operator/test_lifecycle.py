@@ -47,7 +47,11 @@ def test_destroy_during_a_copy_stops_the_pod_and_destroys_the_credentials(
     webdav_server.write("big/blob.bin", os.urandom(64 * 1024 * 1024))
     run_operator(datatx_namespace)
     name = submit(
-        datatx_namespace, webdav_server, "/big", s3_server, "/bucket/big",
+        datatx_namespace,
+        webdav_server,
+        "/big",
+        s3_server,
+        "/bucket/big",
         rclone=RcloneOptions(bandwidth_limit="2M"),
     )
     datatx_namespace.wait_for(
@@ -79,7 +83,11 @@ def test_a_cap_on_running_transfers_queues_the_rest_in_order(
     run_operator(datatx_namespace, DATATX_MAX_RUNNING_PER_NAMESPACE="2")
     names = [
         submit(
-            datatx_namespace, webdav_server, f"/q{index}", s3_server, f"/bucket/q{index}",
+            datatx_namespace,
+            webdav_server,
+            f"/q{index}",
+            s3_server,
+            f"/bucket/q{index}",
             rclone=RcloneOptions(bandwidth_limit="4M"),
         )
         for index in range(5)
@@ -92,9 +100,13 @@ def test_a_cap_on_running_transfers_queues_the_rest_in_order(
     while time.monotonic() < deadline:
         bodies = [datatx_namespace.get(name) for name in names]
         statuses = [body.get("status") or {} for body in bodies]
-        running = sum(1 for s in statuses if s.get("job") and s.get("phase") in ("Pending", "InProgress"))
+        running = sum(
+            1 for s in statuses if s.get("job") and s.get("phase") in ("Pending", "InProgress")
+        )
         most_running = max(most_running, running)
-        queued_seen |= {n for n, s in zip(names, statuses, strict=True) if s.get("reason") == "Queued"}
+        queued_seen |= {
+            n for n, s in zip(names, statuses, strict=True) if s.get("reason") == "Queued"
+        }
         if all(s.get("phase") == "Finished" for s in statuses):
             break
         time.sleep(0.3)

@@ -26,13 +26,21 @@ def test_no_credential_in_resources_events_logs_metrics_or_pod_specs(
     )
     direct = submit(datatx_namespace, wsgidav_server, "/src", sftp_server, "/a")
     invited = submit(
-        datatx_namespace, wsgidav_server, "/src", s3_server, "/bucket/b",
-        credential=False, invitee=Invitee(email="eve@dest.example"),
+        datatx_namespace,
+        wsgidav_server,
+        "/src",
+        s3_server,
+        "/bucket/b",
+        credential=False,
+        invitee=Invitee(email="eve@dest.example"),
     )
-    token = smtp_server.next().get_payload().split("token=", 1)[1].split()[0]
+    token = smtp_server.next().get_content().split("token=", 1)[1].split()[0]
     accept(datatx_namespace, invited, s3_server.credential)
     for name in (direct, invited):
-        assert datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]["phase"] == "Finished"
+        assert (
+            datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]["phase"]
+            == "Finished"
+        )
 
     kubectl = datatx_namespace.cluster.kubectl
     ns = ["-n", datatx_namespace.name]
@@ -41,7 +49,8 @@ def test_no_credential_in_resources_events_logs_metrics_or_pod_specs(
         "events": kubectl("get", "events", *ns, "-o", "yaml").stdout,
         "jobs and pods": kubectl("get", "jobs,pods", *ns, "-o", "yaml").stdout,
         "mover logs": "".join(
-            kubectl("logs", *ns, f"job/{name}-run0", check=False).stdout for name in (direct, invited)
+            kubectl("logs", *ns, f"job/{name}-run0", check=False).stdout
+            for name in (direct, invited)
         ),
         "operator log": operator.logs(),
         "metrics": operator.metrics(),

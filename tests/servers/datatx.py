@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
-from localcluster.launcher import Cluster
-from localcluster.tools import tool_path
 
 from datatx_operator import api
+from localcluster.launcher import Cluster
+from localcluster.tools import tool_path
 from tests.servers.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +70,9 @@ class Namespace:
         return path
 
     def get(self, name: str) -> dict[str, Any]:
-        out = self.cluster.kubectl("get", f"{api.PLURAL}.{api.GROUP}", name, "-n", self.name, "-o", "json")
+        out = self.cluster.kubectl(
+            "get", f"{api.PLURAL}.{api.GROUP}", name, "-n", self.name, "-o", "json"
+        )
         return dict(yaml.safe_load(out.stdout))
 
     def exists(self, kind: str, name: str) -> bool:
@@ -101,8 +103,14 @@ class Namespace:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         out = self.cluster.kubectl(
-            "get", "events", "-n", self.name, "--field-selector", f"involvedObject.name={name}",
-            "-o", "json",
+            "get",
+            "events",
+            "-n",
+            self.name,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
         )
         return list(yaml.safe_load(out.stdout)["items"])
 
@@ -141,7 +149,7 @@ class OperatorProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"operator exited:\n{self.log_path.read_text()[-3000:]}")
             try:
-                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (loopback)
+                with urllib.request.urlopen(url, timeout=1):
                     return
             except OSError:
                 time.sleep(0.2)
@@ -165,7 +173,7 @@ class OperatorProcess:
     def metrics(self) -> str:
         import urllib.request
 
-        with urllib.request.urlopen(  # noqa: S310 (loopback)
+        with urllib.request.urlopen(
             f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
         ) as response:
             return str(response.read().decode())
@@ -187,10 +195,20 @@ def datatx_namespace(cluster: Cluster, datatx_crd: None) -> Iterator[Namespace]:
     cluster.kubectl("create", "namespace", name)
     rendered = subprocess.run(
         [
-            str(tool_path("helm")), "template", RELEASE, str(CHART), "--namespace", name,
-            "--set", "operator.enabled=false", "--set", "bridge.enabled=false",
+            str(tool_path("helm")),
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            name,
+            "--set",
+            "operator.enabled=false",
+            "--set",
+            "bridge.enabled=false",
         ],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     cluster.kubectl("apply", "-n", name, "-f", "-", input=rendered)
     yield Namespace(cluster, name)

@@ -7,8 +7,8 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,16 +25,17 @@ class Mailbox:
 
     host: str
     port: int
-    messages: queue.Queue[Message] = field(default_factory=queue.Queue)
+    messages: queue.Queue[EmailMessage] = field(default_factory=queue.Queue)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 (aiosmtpd's hook name)
         assert isinstance(envelope.content, bytes)
-        message = message_from_bytes(envelope.content)
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
         self.messages.put(message)
         return "250 Message accepted for delivery"
 
-    def next(self, timeout: float = 30) -> Message:
+    def next(self, timeout: float = 30) -> EmailMessage:
         return self.messages.get(timeout=timeout)
 
 
@@ -71,7 +72,7 @@ def webhook_receiver() -> Iterator[Webhook]:
     webhook = Webhook(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's hook name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             webhook.calls.put(WebhookCall(dict(self.headers), self.rfile.read(length)))
             self.send_response(webhook.status)
