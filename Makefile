@@ -19,6 +19,7 @@ $(UV):
 	mkdir -p .venv/typecheck
 	ln -sfn ../../operator .venv/typecheck/datatx_operator
 	ln -sfn ../../proto/datatx .venv/typecheck/datatx
+	ln -sfn ../../localcluster/localcluster .venv/typecheck/localcluster
 	touch $@
 
 .PHONY: venv
@@ -35,6 +36,14 @@ system-deps: ## Debian packages the local cluster needs (bubblewrap)
 .PHONY: tools
 tools: venv ## build (or reuse) kube-apiserver, etcd, kubectl, helm, grpcurl from the Go module proxy
 	$(RUN) localcluster build-tools
+
+.PHONY: cluster-up
+cluster-up: venv system-deps tools ## start the development cluster; admin kubeconfig in .cluster/kubeconfig
+	$(RUN) localcluster up --dir .cluster
+
+.PHONY: cluster-down
+cluster-down: venv ## stop the development cluster and every process it started
+	$(RUN) localcluster down --dir .cluster
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) and mypy --strict
