@@ -100,7 +100,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         ((pattern, value_schema),) = out.pop("patternProperties").items()
         out["additionalProperties"] = value_schema
         out.setdefault("x-kubernetes-validations", []).append(
-            {"rule": f"self.all(k, k.matches('{pattern}'))", "message": f"keys must match {pattern}"}
+            {
+                "rule": f"self.all(k, k.matches('{pattern}'))",
+                "message": f"keys must match {pattern}",
+            }
         )
     return out
 

@@ -58,15 +58,19 @@ class FtsDriver(Driver):
             raise DriverError(Reason.AUTHENTICATION_FAILED, "no FTS3 bearer token was given")
         return token
 
+    def _new_client(self) -> ServiceClient:
+        return ServiceClient(
+            SERVICE,
+            self.options.endpoint,
+            retries=self.options.request_retries,
+            backoff_seconds=self.backoff_seconds,
+            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
+        )
+
     def _service(self) -> ServiceClient:
+        """The run's client; cancel() uses one of its own, as wait() may close this one."""
         if self._client is None:
-            self._client = ServiceClient(
-                SERVICE,
-                self.options.endpoint,
-                retries=self.options.request_retries,
-                backoff_seconds=self.backoff_seconds,
-                headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-            )
+            self._client = self._new_client()
         return self._client
 
     async def start(self) -> None:
@@ -122,7 +126,7 @@ class FtsDriver(Driver):
         async with self._lock:
             if self._cancelled:
                 return
-            response = await self._service().request("POST", "/jobs", json=body)
+            response = await self._service().request("POST", "/jobs", json=body, idempotent=False)
             if response.status_code != 200:
                 raise _failure(response, "refused the job")
             self.job_id = str(json_body(response)["job_id"])
@@ -223,7 +227,7 @@ class FtsDriver(Driver):
     def _outcome(
         self, state: str, job: Mapping[str, Any], files: list[Mapping[str, Any]]
     ) -> Outcome:
-        failed = [f for f in files if f.get("file_state") not in ("FINISHED",)]
+        failed = [f for f in files if f.get("file_state") != "FINISHED"]
         if state == "FINISHED":
             return Outcome(
                 Reason.SUCCEEDED,
@@ -253,7 +257,8 @@ class FtsDriver(Driver):
             if self.job_id is None:
                 return True
             try:
-                response = await self._service().request("DELETE", f"/jobs/{self.job_id}")
+                async with self._new_client() as client:
+                    response = await client.request("DELETE", f"/jobs/{self.job_id}")
             except DriverError as error:
                 log.error("cancel of FTS3 job %s failed: %s", self.job_id, error.message)
                 return False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+# For a request that must not run twice (a submission): only what proves it was not handled.
+UNHANDLED_STATUS = frozenset({429, 503})
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout)
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -53,8 +56,11 @@ class ServiceClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def set_header(self, name: str, value: str) -> None:
-        self._client.headers[name] = value
+    async def __aenter__(self) -> ServiceClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def request(
         self,
@@ -62,19 +68,28 @@ class ServiceClient:
         path: str,
         *,
         retry_status: Collection[int] = RETRYABLE_STATUS,
+        sign: Callable[[], Mapping[str, str]] | None = None,
+        idempotent: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send one request, retrying network errors and `retry_status` answers.
 
-        Returns the last answer, whatever its status; raises NETWORK_ERROR when the
-        service could not be reached at all.
+        A request that is not `idempotent` is sent again only when it surely was not
+        handled (no connection, 429, 503), so that a submission never runs twice. `sign`
+        makes the query parameters anew for each attempt (signatures that carry a
+        timestamp). Returns the last answer, whatever its status; raises NETWORK_ERROR
+        when the service could not be reached at all.
         """
+        if not idempotent:
+            retry_status = UNHANDLED_STATUS & set(retry_status)
         attempt = 0
         while True:
+            if sign is not None:
+                kwargs["params"] = sign()
             try:
                 response = await self._client.request(method, path, **kwargs)
             except httpx.TransportError as error:
-                if attempt >= self.retries:
+                if attempt >= self.retries or not (idempotent or isinstance(error, UNSENT_ERRORS)):
                     raise DriverError(
                         Reason.NETWORK_ERROR,
                         f"{self.service} at {self.host} could not be reached after "

@@ -48,7 +48,7 @@ class RucioDriver(Driver):
         self._cancelled = False
         self._lock = asyncio.Lock()
         self._total_bytes = 0
-        self._authenticated = False
+        self._token: str | None = None
 
     @property
     def options(self) -> RucioOptions:
@@ -65,26 +65,27 @@ class RucioDriver(Driver):
     def rse_expression(self) -> str:
         return self.context.spec.destination.split(":", 1)[1]
 
+    def _new_client(self) -> ServiceClient:
+        return ServiceClient(
+            SERVICE,
+            self.options.endpoint,
+            retries=self.options.request_retries,
+            backoff_seconds=self.backoff_seconds,
+        )
+
     def _service(self) -> ServiceClient:
+        """The run's client; cancel() uses one of its own, as wait() may close this one."""
         if self._client is None:
-            self._client = ServiceClient(
-                SERVICE,
-                self.options.endpoint,
-                retries=self.options.request_retries,
-                backoff_seconds=self.backoff_seconds,
-            )
+            self._client = self._new_client()
         return self._client
 
-    async def _authenticate(self) -> None:
-        """Put a token in X-Rucio-Auth-Token: an OIDC token as given, or one for userpass."""
+    async def _authenticate(self, client: ServiceClient) -> str:
+        """The X-Rucio-Auth-Token: an OIDC token as given, or one got for user:password."""
         credential = self.context.secrets.get("credential", "").strip()
         if not credential:
             raise DriverError(Reason.AUTHENTICATION_FAILED, "no Rucio credential was given")
-        client = self._service()
         if self.options.auth_type == "oidc":
-            client.set_header("X-Rucio-Auth-Token", credential)
-            self._authenticated = True
-            return
+            return credential
         username, sep, password = credential.partition(":")
         if not sep:
             raise DriverError(
@@ -103,18 +104,23 @@ class RucioDriver(Driver):
         token = response.headers.get("X-Rucio-Auth-Token")
         if response.status_code != 200 or not token:
             raise _failure(response, f"refused the credentials for account {self.options.account}")
-        client.set_header("X-Rucio-Auth-Token", token)
-        self._authenticated = True
+        return str(token)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, client: ServiceClient | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """A request with the token; a userpass token that expired is renewed once."""
-        client = self._service()
-        if not self._authenticated:
-            await self._authenticate()
-        response = await client.request(method, path, **kwargs)
+        client = client or self._service()
+        if self._token is None:
+            self._token = await self._authenticate(client)
+        response = await client.request(
+            method, path, headers={"X-Rucio-Auth-Token": self._token}, **kwargs
+        )
         if response.status_code == 401 and self.options.auth_type == "userpass":
-            await self._authenticate()
-            response = await client.request(method, path, **kwargs)
+            self._token = await self._authenticate(client)
+            response = await client.request(
+                method, path, headers={"X-Rucio-Auth-Token": self._token}, **kwargs
+            )
         return response
 
     async def start(self) -> None:
@@ -181,7 +187,6 @@ class RucioDriver(Driver):
             if self._client is not None:
                 await self._client.aclose()
                 self._client = None
-                self._authenticated = False
 
     async def _follow(self) -> Outcome:
         if self.rule_id is None:
@@ -254,9 +259,13 @@ class RucioDriver(Driver):
             if self.rule_id is None:
                 return True
             try:
-                response = await self._call(
-                    "DELETE", f"/rules/{self.rule_id}", content=json.dumps({"purge_replicas": None})
-                )
+                async with self._new_client() as client:
+                    response = await self._call(
+                        "DELETE",
+                        f"/rules/{self.rule_id}",
+                        client,
+                        content=json.dumps({"purge_replicas": None}),
+                    )
             except DriverError as error:
                 log.error("delete of Rucio rule %s failed: %s", self.rule_id, error.message)
                 return False
