@@ -59,3 +59,7 @@ CRD_FILE := datatransfers.datatx.io.yaml
 .PHONY: crds
 crds: venv ## regenerate the CRD (deploy/crds and the chart) from operator/models.py
 	$(RUN) python -m datatx_operator.crd | tee deploy/crds/$(CRD_FILE) > deploy/helm/datatx/crds/$(CRD_FILE)
+
+.PHONY: bench
+bench: venv system-deps tools ## benchmarks beside their references (plain rclone, raw API); figures in bench/results/
+	$(RUN) pytest bench -s --timeout=3600 $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from pydantic import Field, ValidationError
@@ -97,8 +97,11 @@ def _same(one: Progress | None, other: Progress) -> bool:
     )
 
 
-async def _drive(driver: Driver, writer: StatusWriter, interval: float) -> Outcome:
-    """start, then wait, writing the progress whenever it changed."""
+ProgressSink = Callable[[Progress], Awaitable[object]]
+
+
+async def _drive(driver: Driver, report: ProgressSink, interval: float) -> Outcome:
+    """start, then wait, reporting the progress whenever it changed."""
     await driver.start()
     waiting = asyncio.create_task(driver.wait())
     written: Progress | None = None
@@ -106,14 +109,14 @@ async def _drive(driver: Driver, writer: StatusWriter, interval: float) -> Outco
         await asyncio.wait({waiting}, timeout=interval)
         progress = await driver.progress()
         if not waiting.done() and not _same(written, progress):
-            await writer.progress(progress)
+            await report(progress)
             written = progress
     return waiting.result()
 
 
-async def _guarded(driver: Driver, writer: StatusWriter, interval: float) -> Outcome:
+async def _guarded(driver: Driver, report: ProgressSink, interval: float) -> Outcome:
     try:
-        return await _drive(driver, writer, interval)
+        return await _drive(driver, report, interval)
     except DriverError as error:
         return Outcome(error.reason, error.message)
     except Exception as error:
@@ -124,10 +127,10 @@ async def _guarded(driver: Driver, writer: StatusWriter, interval: float) -> Out
 
 
 async def supervise(
-    driver: Driver, writer: StatusWriter, settings: MoverSettings, stop: asyncio.Event
+    driver: Driver, report: ProgressSink, settings: MoverSettings, stop: asyncio.Event
 ) -> Outcome:
     """Run the driver; when `stop` is set (SIGTERM), cancel it and say whether that worked."""
-    work = asyncio.create_task(_guarded(driver, writer, settings.progress_interval_seconds))
+    work = asyncio.create_task(_guarded(driver, report, settings.progress_interval_seconds))
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if work.done():
@@ -142,9 +145,11 @@ async def supervise(
     result = ended.result if ended is not None else Result()
     if not stopped:
         return Outcome(Reason.CANCEL_FAILED, "cancel requested, but the work did not stop", result)
-    if ended is not None and ended.reason is Reason.CANCELLED and ended.message:
-        return Outcome(Reason.CANCELLED, ended.message, result)
-    return Outcome(Reason.CANCELLED, "cancelled on request", result)
+    if ended is None or (ended.reason is Reason.CANCELLED and not ended.message):
+        return Outcome(Reason.CANCELLED, "cancelled on request", result)
+    # Cancelled with the driver's own words, or the work had ended before the cancel
+    # reached it (an FTS job already terminal): report what really happened.
+    return ended
 
 
 @contextlib.contextmanager
@@ -215,7 +220,7 @@ async def run(settings: MoverSettings, kind: models.Driver, redact: Redactor) ->
                 context = RunContext(settings.transfer, settings.namespace, spec, secrets, workdir)
                 driver = _driver_for(kind, context)
                 log.info("run started: driver %s, job %s, pod %s", kind.value, job, settings.pod)
-                outcome = await supervise(driver, writer, settings, stop)
+                outcome = await supervise(driver, writer.progress, settings, stop)
                 progress = await driver.progress()
         except DriverError as error:
             outcome = Outcome(error.reason, error.message)

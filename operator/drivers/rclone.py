@@ -146,6 +146,9 @@ class RcloneDriver(Driver):
             args.append(f"--bwlimit={self.options.bandwidth_limit}")
         self._copy = await self._rclone.spawn(*args, stdout=False)
         self._reader = asyncio.create_task(self._read(self._copy))
+        if self._cancelled:  # cancel() came while rclone was being spawned
+            await self._rclone.stop()
+            self._stop_if_cancelled()
         log.info(
             "rclone %s started: %s -> %s (checksum: %s)",
             args[0],
@@ -153,7 +156,6 @@ class RcloneDriver(Driver):
             target,
             algorithm or "none",
         )
-        self._stop_if_cancelled()
 
     async def progress(self) -> Progress:
         return self._log.progress

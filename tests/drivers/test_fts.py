@@ -8,11 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydantic
 import pytest
 
 from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.fts import FtsDriver
+from datatx_operator.models import Progress
+from datatx_operator.mover import MoverSettings, supervise
 from tests.drivers.drive import assert_no_secret, context, run, submit, visible_text
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.fts3 import FtsServer
@@ -362,3 +365,32 @@ def test_cancelling_the_transfer_cancels_the_fts_job_from_the_pod(
     assert status["phase"] == "Cancelled", status
     assert fts3_server.job(job_id).state == "CANCELED"
     assert ("DELETE", f"/jobs/{job_id}") in [r[:2] for r in fts3_server.requests]
+
+
+async def test_a_stop_that_comes_after_the_fts_job_ended_reports_the_real_end(
+    tmp_path: Path, fts3_server: FtsServer, source: StorageServer
+) -> None:
+    """SIGTERM reaches the mover when FTS3 has already finished the job: the DELETE reads
+    304 in the body, and the run is reported as the success it was, not as cancelled."""
+    driver = fts_driver(
+        tmp_path, fts3_server, source, source="src:data/a.bin", pollIntervalSeconds=60
+    )
+    stop = asyncio.Event()
+    reported: list[Progress] = []
+
+    async def record(progress: Progress) -> None:
+        reported.append(progress)
+
+    settings = MoverSettings(transfer="dt-test", POD_NAMESPACE="default")
+    supervising = asyncio.create_task(supervise(driver, record, settings, stop))
+    while driver.job_id is None:  # noqa: ASYNC110 (the driver sets it; no event to await)
+        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {fts3_server.token}"}) as http:
+        while fts3_server.job(driver.job_id).state != "FINISHED":
+            await http.get(f"{fts3_server.url}/jobs/{driver.job_id}")
+
+    stop.set()
+    outcome = await asyncio.wait_for(supervising, 30)
+
+    assert outcome.reason is Reason.SUCCEEDED, outcome
+    assert fts3_server.job(driver.job_id).state == "FINISHED"

@@ -22,7 +22,8 @@ from localcluster.nodeagent.volumes import PodVolumes, VolumeError
 
 TERMINAL = ("Succeeded", "Failed")
 TOKEN_CHECK_SECONDS = 30
-VOLUME_RETRY_SECONDS = 2
+# Like the kubelet: a missing Secret or ConfigMap is retried soon, then less often.
+VOLUME_RETRY_SECONDS = (0.2, 0.4, 0.8, 1.6, 2.0)
 
 
 def _now() -> str:
@@ -139,6 +140,7 @@ class PodWorker:
                 task.cancel()
 
     async def _live(self) -> None:
+        failures = 0
         while not self.stopping:
             try:
                 await self.volumes.prepare()
@@ -146,7 +148,10 @@ class PodWorker:
             except VolumeError as error:
                 log.info("pod %s/%s: %s", self.namespace, self.name, error)
                 await self._warn_once("FailedMount", str(error))
-                await asyncio.sleep(VOLUME_RETRY_SECONDS)
+                await asyncio.sleep(
+                    VOLUME_RETRY_SECONDS[min(failures, len(VOLUME_RETRY_SECONDS) - 1)]
+                )
+                failures += 1
         if self.stopping:
             return
         self.volumes_ready = True
