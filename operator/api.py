@@ -27,6 +27,9 @@ LABEL_ATTEMPT = f"{GROUP}/attempt"
 ANNOTATION_OWNER = f"{GROUP}/owner"
 ANNOTATION_OWNER_GROUPS = f"{GROUP}/owner-groups"
 
+# Set in mover pods when the site mounted a local volume: `local` remotes are confined to it.
+LOCAL_ROOT_ENV = "DATATX_LOCAL_ROOT"
+
 # Keys inside the transfer's Secrets.
 SECRET_KEY_CREDENTIAL = "credential"  # noqa: S105 (a key name, not a secret)
 

@@ -17,6 +17,7 @@ from datatx_operator.settings import OperatorSettings
 
 REMOTES_MOUNT = "/var/run/datatx/remotes"
 CREDENTIAL_MOUNT = "/var/run/datatx/credential"
+LOCAL_MOUNT = "/var/lib/datatx/local"
 TERMINATION_LOG = "/dev/termination-log"
 
 
@@ -35,7 +36,9 @@ def _secret_volume(volume: str, secret: str) -> dict[str, Any]:
     return {"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440}}
 
 
-def _volumes(spec: DataTransferSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    spec: DataTransferSpec, settings: OperatorSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {"medium": "Memory"}}]
     # The root filesystem is read-only; the mover's scratch space is a private tmpfs.
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/tmp"}]  # noqa: S108
@@ -47,6 +50,9 @@ def _volumes(spec: DataTransferSpec) -> tuple[list[dict[str, Any]], list[dict[st
         if secret:
             volumes.append(_secret_volume(volume, secret))
             mounts.append({"name": volume, "mountPath": path, "readOnly": True})
+    if settings.local_volume:
+        volumes.append({"name": "local", **settings.local_volume})
+        mounts.append({"name": "local", "mountPath": LOCAL_MOUNT})
     return volumes, mounts
 
 
@@ -60,7 +66,7 @@ def build_job(
         api.LABEL_TRANSFER: name,
         api.LABEL_ATTEMPT: str(spec.restarts),
     }
-    volumes, mounts = _volumes(spec)
+    volumes, mounts = _volumes(spec, settings)
     container = {
         "name": "mover",
         "image": settings.mover_image,
@@ -73,6 +79,11 @@ def build_job(
                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
             },
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            *(
+                [{"name": api.LOCAL_ROOT_ENV, "value": LOCAL_MOUNT}]
+                if settings.local_volume
+                else []
+            ),
         ],
         "volumeMounts": mounts,
         "terminationMessagePath": TERMINATION_LOG,

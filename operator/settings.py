@@ -7,6 +7,7 @@ Secrets, never from the environment, so that they cannot leak through `env` dump
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,13 @@ class OperatorSettings(BaseSettings):
     mover_cpu_request: str = "100m"
     mover_memory_request: str = "128Mi"
     mover_memory_limit: str = "1Gi"
+    local_volume: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "A volume source (e.g. a persistentVolumeClaim) mounted into every mover pod; "
+            "`local` remotes reach files below it only. Unset: local remotes are refused."
+        ),
+    )
     invite_base_url: str = Field(
         default="http://127.0.0.1:8080", description="Where the bridge serves invite answers."
     )

@@ -124,6 +124,8 @@ async def remote_section(
     redact: Redactor,
 ) -> str:
     """One `[name]` section; `credential` only for the destination."""
+    if remote.type is RemoteType.LOCAL:
+        return local_section(remote)
     backend = backends.get(remote.type.value)
     if backend is None:
         raise DriverError(
@@ -164,6 +166,20 @@ async def remote_section(
     lines = [f"[{remote.name}]", f"type = {remote.type.value}"]
     lines += [f"{option} = {QUOTE}{value}{QUOTE}" for option, value in sorted(values.items())]
     return "\n".join(lines) + "\n"
+
+
+def local_section(remote: Remote) -> str:
+    """A `local` remote is an alias of the site's local root, so that `name:/x` can only reach
+    files below it (paths have no `..`, and rclone does not follow symlinks by default)."""
+    root = os.environ.get(api.LOCAL_ROOT_ENV)
+    if not root:
+        raise DriverError(
+            Reason.INVALID_REQUEST,
+            f"remote {remote.name!r} is local, and this site has no local volume for transfers",
+        )
+    if remote.options or remote.secret_options:
+        raise DriverError(Reason.INVALID_REQUEST, f"local remote {remote.name!r} takes no options")
+    return f"[{remote.name}]\ntype = alias\nremote = {QUOTE}{root}{QUOTE}\n"
 
 
 async def write_config(

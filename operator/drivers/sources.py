@@ -1,6 +1,7 @@
-"""Read the files of a source location for drivers that upload them themselves (FileSender):
-a local path directly, any other remote through rclone (`lsjson`, `cat`), configured as the
-rclone driver does it (`rclone_config`: secrets only in the 0600 config file, errors redacted).
+"""Read the files of a source location for drivers that upload them themselves (FileSender),
+through rclone (`lsjson`, `cat`), configured as the rclone driver does it (`rclone_config`:
+secrets only in the 0600 config file, local remotes confined to the site's local root,
+errors redacted).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datatx_operator.drivers.http import clip
 from datatx_operator.drivers.rclone_cli import Rclone
 from datatx_operator.drivers.rclone_config import write_config
 from datatx_operator.drivers.redact import Redactor
-from datatx_operator.models import DataTransferSpec, RemoteType
+from datatx_operator.models import DataTransferSpec
 
 RCLONE_NOT_FOUND = 3
 
@@ -42,34 +43,6 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def chunks(self, file: SourceFile, size: int) -> AsyncIterator[bytes]:
         """The file's bytes in chunks of `size` (the last one shorter)."""
-
-
-class LocalSource(Source):
-    def __init__(self, location: str, path: Path) -> None:
-        super().__init__(location)
-        self.path = path
-        self._single = False
-
-    async def files(self) -> list[SourceFile]:
-        if self.path.is_file():
-            self._single = True
-            return [SourceFile(self.path.name, self.path.stat().st_size)]
-        if not self.path.is_dir():
-            raise DriverError(Reason.NOT_FOUND, f"source {self.location} does not exist")
-        return sorted(
-            (
-                SourceFile(found.relative_to(self.path).as_posix(), found.stat().st_size)
-                for found in self.path.rglob("*")
-                if found.is_file()
-            ),
-            key=lambda file: file.relative,
-        )
-
-    async def chunks(self, file: SourceFile, size: int) -> AsyncIterator[bytes]:
-        path = self.path if self._single else self.path / file.relative
-        with path.open("rb") as stream:
-            while chunk := await asyncio.to_thread(stream.read, size):
-                yield chunk
 
 
 class RcloneSource(Source):
@@ -126,11 +99,8 @@ class RcloneSource(Source):
 
 
 async def open_source(spec: DataTransferSpec, secrets: Mapping[str, str], workdir: Path) -> Source:
-    """The source of `spec`, read directly when local, else through rclone."""
-    name, _, path = spec.source.partition(":")
-    remote = spec.remote(name)
-    if remote.type is RemoteType.LOCAL:
-        return LocalSource(spec.source, Path(path))
+    """The source of `spec`, read through rclone."""
+    remote = spec.remote(spec.source.partition(":")[0])
     rclone = Rclone(workdir)
     redact = Redactor()
     await write_config(rclone, [remote], secrets, None, redact)

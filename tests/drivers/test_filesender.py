@@ -13,6 +13,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
+from datatx_operator import api
 from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.filesender import FileSenderDriver, sign
 from tests.drivers.drive import assert_no_secret, context, run, submit, visible_text
@@ -64,17 +65,27 @@ def filesender_driver(
 
 
 @pytest.fixture
-def local_source(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
+def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The site's local volume, as the operator's Job would mount it."""
+    root = tmp_path / "local-root"
+    root.mkdir()
+    monkeypatch.setenv(api.LOCAL_ROOT_ENV, str(root))
+    return root
+
+
+@pytest.fixture
+def local_source(local_root: Path) -> Path:
+    folder = local_root / "data"
     for name, data in FILES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(data)
     return folder
 
 
-def local(tmp_path: Path, server: FileSenderServer, folder: Path, **kw: object) -> FileSenderDriver:
+def local(tmp_path: Path, server: FileSenderServer, folder: str, **kw: object) -> FileSenderDriver:
+    """A driver reading `src:/<folder>` from the local root."""
     return filesender_driver(
-        tmp_path, server, f"src:{folder}", {"name": "src", "type": "local"}, **kw
+        tmp_path, server, f"src:/{folder}", {"name": "src", "type": "local"}, **kw
     )
 
 
@@ -86,7 +97,7 @@ def uploaded(server: FileSenderServer, transfer_id: int | None) -> dict[str, byt
 async def test_local_files_are_uploaded_in_chunks_and_the_transfer_completes(
     tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
 ) -> None:
-    driver = local(tmp_path, filesender_server, local_source)
+    driver = local(tmp_path, filesender_server, "data")
 
     outcome, samples = await run(driver, every=0.001)
 
@@ -133,7 +144,7 @@ async def test_failed_chunks_are_retried(
     tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
 ) -> None:
     filesender_server.fail_chunks = ["503", "drop", "", "503"]
-    driver = local(tmp_path, filesender_server, local_source, request_retries=2)
+    driver = local(tmp_path, filesender_server, "data", request_retries=2)
 
     outcome, _ = await run(driver)
 
@@ -146,7 +157,7 @@ async def test_a_chunk_failing_beyond_the_retries_fails_and_leaves_no_transfer(
     tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
 ) -> None:
     filesender_server.fail_chunks = ["503", "503", "503"]
-    driver = local(tmp_path, filesender_server, local_source, request_retries=2)
+    driver = local(tmp_path, filesender_server, "data", request_retries=2)
 
     outcome, _ = await run(driver)
 
@@ -163,7 +174,7 @@ async def test_wrong_secret_fails_the_signature_check_without_showing_the_secret
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "0123456789abcdef" * 3
-    driver = local(tmp_path, filesender_server, local_source, secret=wrong)
+    driver = local(tmp_path, filesender_server, "data", secret=wrong)
 
     with pytest.raises(DriverError) as raised:
         await driver.start()
@@ -178,7 +189,7 @@ async def test_signature_older_than_15_seconds_is_refused(
     tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
 ) -> None:
     filesender_server.clock_offset = 20
-    driver = local(tmp_path, filesender_server, local_source)
+    driver = local(tmp_path, filesender_server, "data")
 
     with pytest.raises(DriverError) as raised:
         await driver.start()
@@ -194,7 +205,7 @@ async def test_filesender_down_is_a_network_error(
     driver = local(
         tmp_path,
         filesender_server,
-        local_source,
+        "data",
         endpoint=f"http://127.0.0.1:{unused_port}/rest.php",
     )
 
@@ -206,9 +217,9 @@ async def test_filesender_down_is_a_network_error(
 
 
 async def test_missing_source_is_not_found(
-    tmp_path: Path, filesender_server: FileSenderServer
+    tmp_path: Path, filesender_server: FileSenderServer, local_root: Path
 ) -> None:
-    driver = local(tmp_path, filesender_server, tmp_path / "nothing")
+    driver = local(tmp_path, filesender_server, "nothing")
 
     with pytest.raises(DriverError) as raised:
         await driver.start()
@@ -220,7 +231,7 @@ async def test_cancel_deletes_the_remote_transfer(
     tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
 ) -> None:
     (local_source / "large.bin").write_bytes(os.urandom(160 * CHUNK))
-    driver = local(tmp_path, filesender_server, local_source)
+    driver = local(tmp_path, filesender_server, "data")
     await driver.start()
     waiting = asyncio.create_task(driver.wait())
     for _ in range(5000):  # until the first chunks went out

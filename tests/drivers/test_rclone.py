@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from datatx_operator import api
 from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.rclone import RcloneDriver
 from datatx_operator.models import Progress
@@ -464,3 +465,45 @@ async def test_no_secret_in_argv_env_config_outcome_or_logs(
         {"reason": outcome.reason, "message": outcome.message, "result": outcome.result.dump()}
     )
     assert_no_secret(used, outcome_json, caplog.text)
+
+
+def local_driver(tmp_path: Path, destination: StorageServer, source_path: str) -> RcloneDriver:
+    return RcloneDriver(
+        context(
+            tmp_path / "work",
+            {"credential": destination.credential},
+            source=f"src:{source_path}",
+            destination="dst:bucket/from-local",
+            remotes=[{"name": "src", "type": "local"}, destination_remote(destination)],
+        )
+    )
+
+
+async def test_local_remotes_are_confined_to_the_sites_local_root(
+    tmp_path: Path, s3_server: StorageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "site-volume"
+    (root / "results").mkdir(parents=True)
+    (root / "results" / "table.csv").write_bytes(b"a,b\n1,2\n")
+    (root / "results" / "escape").symlink_to("/etc")
+    monkeypatch.setenv(api.LOCAL_ROOT_ENV, str(root))
+
+    outcome, _ = await run(local_driver(tmp_path, s3_server, "/results"))
+
+    assert outcome.reason is Reason.SUCCEEDED, outcome.message
+    assert s3_server.tree("bucket/from-local") == {"table.csv": b"a,b\n1,2\n"}, (
+        "paths resolve below the root and symlinks out of it are not followed"
+    )
+
+
+async def test_local_remotes_are_refused_where_the_site_has_no_local_volume(
+    tmp_path: Path, s3_server: StorageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(api.LOCAL_ROOT_ENV, raising=False)
+
+    with pytest.raises(DriverError) as refused:
+        await local_driver(tmp_path, s3_server, "/etc").start()
+
+    assert refused.value.reason is Reason.INVALID_REQUEST
+    assert "no local volume" in refused.value.message
+    assert not s3_server.path("bucket/from-local").exists()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from pathlib import Path
 
 from tests.operator.submit import submit
 from tests.servers.datatx import Namespace, OperatorFactory
@@ -109,3 +111,42 @@ def test_a_broken_endpoint_fails_with_a_reason_after_the_retries(
     assert "connection refused" in status["message"].lower()
     assert status["attempts"] == 2
     assert datatx_namespace.exists("secret", f"{name}-credential"), "kept for a retry"
+
+
+def test_local_remotes_read_the_sites_local_volume_only(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    s3_server: StorageServer,
+    tmp_path: Path,
+) -> None:
+    volume = tmp_path / "site-volume"
+    (volume / "instrument").mkdir(parents=True)
+    (volume / "instrument" / "run.dat").write_bytes(b"detector counts")
+    volume.chmod(0o755)
+    run_operator(
+        datatx_namespace,
+        DATATX_LOCAL_VOLUME=json.dumps({"hostPath": {"path": str(volume), "type": "Directory"}}),
+    )
+    local = StorageServer("local", 0, volume, {}, {}, "")
+    name = submit(datatx_namespace, local, "/instrument", s3_server, "/bucket/instrument")
+
+    status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]
+
+    assert status["phase"] == "Finished", status
+    assert s3_server.read("bucket/instrument/run.dat") == b"detector counts"
+
+
+def test_local_remotes_fail_clearly_without_a_site_volume(
+    datatx_namespace: Namespace, run_operator: OperatorFactory, s3_server: StorageServer
+) -> None:
+    run_operator(datatx_namespace)
+    local = StorageServer("local", 0, Path("/"), {}, {}, "")
+    name = submit(datatx_namespace, local, "/etc", s3_server, "/bucket/etc", retries=3)
+
+    status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]
+
+    assert status["phase"] == "Failed"
+    assert status["reason"] == "InvalidRequest"
+    assert "no local volume" in status["message"]
+    assert status["attempts"] == 1, "a permanent failure is not retried"
+    assert not s3_server.path("bucket/etc").exists()
