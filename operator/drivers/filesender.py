@@ -10,7 +10,6 @@ progress is the bytes this run sent. Cancelling deletes the remote transfer.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import hmac
 import json
@@ -22,8 +21,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from datatx_operator.drivers.base import Driver, DriverError, Outcome, Reason, RunContext
+from datatx_operator.drivers.base import DriverError, Outcome, Reason, RunContext
 from datatx_operator.drivers.http import ServiceClient, clip, json_body
+from datatx_operator.drivers.service import ServiceDriver, now
 from datatx_operator.drivers.sources import Source, SourceFile, open_source
 from datatx_operator.models import FileSenderOptions, Progress, Result
 
@@ -46,42 +46,25 @@ def sign(
     return hmac.new(secret.encode(), payload, hashlib.sha1).hexdigest()
 
 
-class FileSenderDriver(Driver):
+class FileSenderDriver(ServiceDriver):
     """One FileSender transfer per run; its id is the run's `remote_id`."""
+
+    service = SERVICE
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
-        self.backoff_seconds = 1.0
         self.transfer_id: int | None = None
-        self._client: ServiceClient | None = None
         self._source: Source | None = None
         self._files: list[tuple[SourceFile, Mapping[str, Any]]] = []
         self._roundtrip = ""
         self._chunk_size = DEFAULT_CHUNK_SIZE
-        self._progress = Progress()
         self._started_at = 0.0
-        self._cancelled = False
-        self._lock = asyncio.Lock()
 
     @property
     def options(self) -> FileSenderOptions:
         if self.context.spec.file_sender is None:
             raise DriverError(Reason.INVALID_REQUEST, "driver filesender needs fileSender options")
         return self.context.spec.file_sender
-
-    def _new_client(self) -> ServiceClient:
-        return ServiceClient(
-            SERVICE,
-            self.options.endpoint,
-            retries=self.options.request_retries,
-            backoff_seconds=self.backoff_seconds,
-        )
-
-    def _service(self) -> ServiceClient:
-        """The run's client; cancel() uses one of its own, as wait() may close this one."""
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
 
     async def _call(
         self,
@@ -165,45 +148,36 @@ class FileSenderDriver(Driver):
         by_name = {str(f.get("name")): f for f in remote_files}
         self._files = [(f, by_name.get(f.relative) or remote_files[i]) for i, f in enumerate(files)]
         self._progress = Progress(
-            total_files=len(files), total_bytes=sum(f.size for f in files), update_time=_now()
+            total_files=len(files), total_bytes=sum(f.size for f in files), update_time=now()
         )
         log.info("FileSender transfer %s created with %d files", self.transfer_id, len(files))
 
-    async def progress(self) -> Progress:
-        return self._progress
-
-    async def wait(self) -> Outcome:
+    async def _follow(self) -> Outcome:
+        if self.transfer_id is None:
+            return Outcome(Reason.CANCELLED, "cancelled before the FileSender transfer began")
         try:
-            if self.transfer_id is None:
-                return Outcome(Reason.CANCELLED, "cancelled before the FileSender transfer began")
             await self._upload()
-            return Outcome(
-                Reason.SUCCEEDED,
-                f"FileSender transfer {self.transfer_id}: {len(self._files)} files uploaded, "
-                f"{len(self.options.recipients)} recipients notified",
-                self._result(),
-            )
-        except DriverError as error:
-            if self._cancelled:
-                return Outcome(
-                    Reason.CANCELLED,
-                    f"FileSender transfer {self.transfer_id} deleted",
-                    self._result(),
-                )
-            await self._discard()
-            return Outcome(error.reason, error.message, self._result(errors=1))
         except asyncio.CancelledError:
             if self._cancelled:
-                return Outcome(
-                    Reason.CANCELLED,
-                    f"FileSender transfer {self.transfer_id} deleted",
-                    self._result(),
-                )
+                return self._deleted()
             raise
-        finally:
-            if self._client is not None:
-                await self._client.aclose()
-                self._client = None
+        return Outcome(
+            Reason.SUCCEEDED,
+            f"FileSender transfer {self.transfer_id}: {len(self._files)} files uploaded, "
+            f"{len(self.options.recipients)} recipients notified",
+            self._result(),
+        )
+
+    async def _failed(self, error: DriverError) -> Outcome:
+        if self._cancelled:
+            return self._deleted()
+        await self._discard()
+        return Outcome(error.reason, error.message, self._result(errors=1))
+
+    def _deleted(self) -> Outcome:
+        return Outcome(
+            Reason.CANCELLED, f"FileSender transfer {self.transfer_id} deleted", self._result()
+        )
 
     async def _upload(self) -> None:
         assert self._source is not None
@@ -263,7 +237,7 @@ class FileSenderDriver(Driver):
             rate_bytes_per_second=rate,
             eta_seconds=int((total - done) / rate) if rate else None,
             percent=100 * done // total if total else 0,
-            update_time=_now(),
+            update_time=now(),
         )
 
     def _result(self, errors: int = 0) -> Result:
@@ -336,7 +310,3 @@ def _failure(response: httpx.Response, doing: str) -> DriverError:
     else:
         reason = Reason.REMOTE_FAILED
     return DriverError(reason, f"{SERVICE} {doing} ({_describe(response)})")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import logging
 import posixpath
 from collections.abc import Mapping
@@ -20,8 +19,9 @@ from typing import Any
 import httpx
 
 from datatx_operator.drivers import webdav
-from datatx_operator.drivers.base import Driver, DriverError, Outcome, Reason, RunContext
+from datatx_operator.drivers.base import DriverError, Outcome, Reason, RunContext
 from datatx_operator.drivers.http import ServiceClient, clip, json_body
+from datatx_operator.drivers.service import ServiceDriver, now
 from datatx_operator.models import Checksum, FtsOptions, Progress, Result
 
 log = logging.getLogger(__name__)
@@ -32,19 +32,15 @@ SCHEMES = {"https": "davs", "http": "dav"}
 MAX_REASONS = 5
 
 
-class FtsDriver(Driver):
+class FtsDriver(ServiceDriver):
     """One FTS3 job per run; the job id is the run's `remote_id`."""
+
+    service = SERVICE
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
-        self.backoff_seconds = 1.0
         self.job_id: str | None = None
-        self._client: ServiceClient | None = None
         self._files: list[tuple[str, int]] = []  # (relative path shown in messages, size)
-        self._progress = Progress()
-        self._stop = asyncio.Event()
-        self._cancelled = False
-        self._lock = asyncio.Lock()
 
     @property
     def options(self) -> FtsOptions:
@@ -58,20 +54,8 @@ class FtsDriver(Driver):
             raise DriverError(Reason.AUTHENTICATION_FAILED, "no FTS3 bearer token was given")
         return token
 
-    def _new_client(self) -> ServiceClient:
-        return ServiceClient(
-            SERVICE,
-            self.options.endpoint,
-            retries=self.options.request_retries,
-            backoff_seconds=self.backoff_seconds,
-            headers={"Authorization": f"Bearer {self._token()}", "Accept": "application/json"},
-        )
-
-    def _service(self) -> ServiceClient:
-        """The run's client; cancel() uses one of its own, as wait() may close this one."""
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
 
     async def start(self) -> None:
         spec = self.context.spec
@@ -133,7 +117,7 @@ class FtsDriver(Driver):
         self._progress = Progress(
             total_files=len(files),
             total_bytes=sum(size for _, size in self._files),
-            update_time=_now(),
+            update_time=now(),
         )
         log.info("FTS3 job %s submitted with %d files", self.job_id, len(files))
 
@@ -162,19 +146,6 @@ class FtsDriver(Driver):
             # FTS3 itself presents the submitter's token to the storage; list with it too.
             headers["Authorization"] = f"Bearer {self._token()}"
         return url, path, headers
-
-    async def progress(self) -> Progress:
-        return self._progress
-
-    async def wait(self) -> Outcome:
-        try:
-            return await self._follow()
-        except DriverError as error:
-            return Outcome(error.reason, error.message, self._result())
-        finally:
-            if self._client is not None:
-                await self._client.aclose()
-                self._client = None
 
     async def _follow(self) -> Outcome:
         if self.job_id is None:
@@ -208,7 +179,7 @@ class FtsDriver(Driver):
             bytes=done_bytes,
             total_bytes=max(total_bytes, done_bytes),
             percent=100 * len(finished) // total if total else 0,
-            update_time=_now(),
+            update_time=now(),
         )
         return job, files
 
@@ -316,7 +287,3 @@ def _failure(response: httpx.Response, doing: str) -> DriverError:
         419: Reason.AUTHENTICATION_FAILED,
     }.get(status, Reason.REMOTE_FAILED)
     return DriverError(reason, f"{SERVICE} {doing}: {_describe(response)}")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

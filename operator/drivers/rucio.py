@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
@@ -20,8 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
-from datatx_operator.drivers.base import Driver, DriverError, Outcome, Reason, RunContext
+from datatx_operator.drivers.base import DriverError, Outcome, Reason, RunContext
 from datatx_operator.drivers.http import ServiceClient, clip, json_body
+from datatx_operator.drivers.service import ServiceDriver, now
 from datatx_operator.models import Progress, Result, RucioOptions
 
 log = logging.getLogger(__name__)
@@ -35,18 +35,14 @@ INVALID = frozenset(
 AUTH = frozenset({"CannotAuthenticate", "AccessDenied"})
 
 
-class RucioDriver(Driver):
+class RucioDriver(ServiceDriver):
     """One replication rule per transfer; its id is the run's `remote_id`."""
+
+    service = SERVICE
 
     def __init__(self, context: RunContext) -> None:
         super().__init__(context)
-        self.backoff_seconds = 1.0
         self.rule_id: str | None = None
-        self._client: ServiceClient | None = None
-        self._progress = Progress()
-        self._stop = asyncio.Event()
-        self._cancelled = False
-        self._lock = asyncio.Lock()
         self._total_bytes = 0
         self._token: str | None = None
 
@@ -64,20 +60,6 @@ class RucioDriver(Driver):
     @property
     def rse_expression(self) -> str:
         return self.context.spec.destination.split(":", 1)[1]
-
-    def _new_client(self) -> ServiceClient:
-        return ServiceClient(
-            SERVICE,
-            self.options.endpoint,
-            retries=self.options.request_retries,
-            backoff_seconds=self.backoff_seconds,
-        )
-
-    def _service(self) -> ServiceClient:
-        """The run's client; cancel() uses one of its own, as wait() may close this one."""
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
 
     async def _authenticate(self, client: ServiceClient) -> str:
         """The X-Rucio-Auth-Token: an OIDC token as given, or one got for user:password."""
@@ -155,7 +137,7 @@ class RucioDriver(Driver):
                     response,
                     f"refused the rule for {scope}:{name} to '{self.rse_expression}'",
                 )
-        self._progress = Progress(total_bytes=self._total_bytes, update_time=_now())
+        self._progress = Progress(total_bytes=self._total_bytes, update_time=now())
 
     async def _existing_rule(self) -> str:
         """The rule a previous run of this transfer made (same DID, account, RSEs, copies)."""
@@ -174,19 +156,6 @@ class RucioDriver(Driver):
             ):
                 return str(rule["id"])
         raise DriverError(Reason.REMOTE_FAILED, "Rucio reports a duplicate rule it does not list")
-
-    async def progress(self) -> Progress:
-        return self._progress
-
-    async def wait(self) -> Outcome:
-        try:
-            return await self._follow()
-        except DriverError as error:
-            return Outcome(error.reason, error.message, self._result())
-        finally:
-            if self._client is not None:
-                await self._client.aclose()
-                self._client = None
 
     async def _follow(self) -> Outcome:
         if self.rule_id is None:
@@ -210,7 +179,7 @@ class RucioDriver(Driver):
                     self._result(),
                 )
             if state not in WAITING_STATES:
-                return self._failed(state, rule)
+                return self._rule_failed(state, rule)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.options.poll_interval_seconds)
         return Outcome(
@@ -227,10 +196,10 @@ class RucioDriver(Driver):
             bytes=self._total_bytes if total and ok == total else 0,
             total_bytes=self._total_bytes,
             percent=100 * ok // total if total else 0,
-            update_time=_now(),
+            update_time=now(),
         )
 
-    def _failed(self, state: str, rule: Mapping[str, Any]) -> Outcome:
+    def _rule_failed(self, state: str, rule: Mapping[str, Any]) -> Outcome:
         stuck = int(rule.get("locks_stuck_cnt") or 0)
         detail = rule.get("error") or (f"{stuck} replicas stuck" if stuck else "no error given")
         hint = {
@@ -306,7 +275,3 @@ def _failure(response: httpx.Response, doing: str) -> DriverError:
     else:
         reason = Reason.REMOTE_FAILED
     return DriverError(reason, f"{SERVICE} {doing} ({_describe(response)})")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
