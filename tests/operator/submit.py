@@ -117,47 +117,18 @@ def accept(namespace: Namespace, name: str, credential: str) -> None:
         created,
         {api.SECRET_KEY_CREDENTIAL: credential},
     )
-    patch = {
-        "spec": {
+    namespace.patch_spec(
+        name,
+        {
             "invite": {"response": "Accepted"},
             "credentialsRef": {"credential": api.credential_secret_name(name)},
-        }
-    }
-    namespace.cluster.kubectl(
-        "patch",
-        f"{api.PLURAL}.{api.GROUP}",
-        name,
-        "-n",
-        namespace.name,
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
+        },
     )
 
 
 def decline(namespace: Namespace, name: str) -> None:
-    patch = {"spec": {"invite": {"response": "Declined"}}}
-    namespace.cluster.kubectl(
-        "patch",
-        f"{api.PLURAL}.{api.GROUP}",
-        name,
-        "-n",
-        namespace.name,
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
+    namespace.patch_spec(name, {"invite": {"response": "Declined"}})
 
 
 def destroy(namespace: Namespace, name: str) -> None:
-    patch = {"spec": {"cancelRequested": True, "destroyRequested": True}}
-    namespace.cluster.kubectl(
-        "patch",
-        f"{api.PLURAL}.{api.GROUP}",
-        name,
-        "-n",
-        namespace.name,
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
+    namespace.patch_spec(name, {"cancelRequested": True, "destroyRequested": True})

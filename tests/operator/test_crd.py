@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -64,28 +65,19 @@ def test_bad_resources_are_refused_and_nothing_is_created(
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"spec": {"source": "src:/elsewhere"}}, "source is immutable"),
-        ({"spec": {"requester": {"user": "mallory"}}}, "requester is immutable"),
-        ({"spec": {"restarts": -1}}, "restarts"),
+        ({"source": "src:/elsewhere"}, "source is immutable"),
+        ({"requester": {"user": "mallory"}}, "requester is immutable"),
+        ({"restarts": -1}, "restarts"),
     ],
 )
 def test_immutable_fields_cannot_change(
-    datatx_namespace: Namespace, patch: dict[str, object], message: str
+    datatx_namespace: Namespace, patch: dict[str, Any], message: str
 ) -> None:
     cluster: Cluster = datatx_namespace.cluster
     name = f"imm-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name))
     with pytest.raises(KubectlError, match=message):
-        cluster.kubectl(
-            "patch",
-            "datatransfers.datatx.io",
-            name,
-            "-n",
-            datatx_namespace.name,
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
+        datatx_namespace.patch_spec(name, patch)
     assert datatx_namespace.get(name)["spec"]["source"] == "src:/data"
 
 
@@ -95,16 +87,7 @@ def test_answers_and_cancels_are_one_way(datatx_namespace: Namespace) -> None:
     cluster.kubectl("create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name))
 
     def patch(body: dict[str, object]) -> None:
-        cluster.kubectl(
-            "patch",
-            "datatransfers.datatx.io",
-            name,
-            "-n",
-            datatx_namespace.name,
-            "--type=merge",
-            "-p",
-            json.dumps({"spec": body}),
-        )
+        datatx_namespace.patch_spec(name, body)
 
     patch({"invite": {"response": "Declined"}})
     with pytest.raises(KubectlError, match="an invite is answered once"):

@@ -5,6 +5,7 @@ account's token, so RBAC is enforced exactly as in a pod)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,19 @@ class Namespace:
             "get", f"{api.PLURAL}.{api.GROUP}", name, "-n", self.name, "-o", "json"
         )
         return dict(yaml.safe_load(out.stdout))
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """A merge patch of the transfer's spec, as an admin (or the bridge) would make it."""
+        self.cluster.kubectl(
+            "patch",
+            f"{api.PLURAL}.{api.GROUP}",
+            name,
+            "-n",
+            self.name,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": spec}),
+        )
 
     def exists(self, kind: str, name: str) -> bool:
         result = self.cluster.kubectl("get", kind, name, "-n", self.name, check=False)
