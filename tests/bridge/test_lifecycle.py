@@ -160,7 +160,7 @@ def test_cancel_that_cannot_stop_the_remote_job(shared_bridge: Bridge) -> None:
             tx.CancelTransferRequest(tx_id=_tx(name)), metadata=alice, timeout=30
         )
     )
-    failed = {"phase": "Failed", "reason": "CancelFailed", "message": "FTS job 7 still active"}
+    failed = {"phase": "Cancelled", "reason": "CancelFailed", "message": "FTS job 7 still active"}
     _operator_reacts(shared_bridge, name, failed, destroy=False)
     reply = cancel.result(timeout=10)
     assert reply.status.code == code_pb2.CODE_ABORTED

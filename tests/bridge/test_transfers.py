@@ -230,10 +230,10 @@ STATUS_CASES = [
         cs3_tx.STATUS_TRANSFER_EXPIRED,
         "not accepted on time",
     ),
-    (
-        {"phase": "Failed", "reason": "CancelFailed", "message": "FTS refused"},
+    (  # as the operator reports a cancel the remote side refused
+        {"phase": "Cancelled", "reason": "CancelFailed", "message": "FTS refused"},
         None,
-        pb.FAILED,
+        pb.CANCELLED,
         cs3_tx.STATUS_TRANSFER_CANCEL_FAILED,
         "cancel failed: FTS refused",
     ),
