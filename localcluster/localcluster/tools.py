@@ -191,6 +191,8 @@ def build(tool: GoTool, progress: Progress) -> None:
     with tempfile.TemporaryDirectory(prefix=f"datatx-{tool.key}-") as tmp:
         workdir = Path(tmp)
         task = progress.add_task(f"{tool.key} v{tool.version}: resolving modules", total=None)
+        if not progress.console.is_terminal:  # no live bar in a CI log: one line per step
+            progress.console.print(f"building {tool.key} v{tool.version} (Go module proxy)")
         _write_wrapper(tool, workdir)
         deps = _go(["list", "-deps", *tool.packages.values()], workdir).split()
         progress.update(task, total=len(deps), description=f"{tool.key} v{tool.version}: compiling")

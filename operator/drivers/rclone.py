@@ -13,6 +13,7 @@ import json
 import logging
 import posixpath
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +86,16 @@ def _glob_escape(name: str) -> str:
     return re.sub(r"([\\*?\[\]{}])", r"\\\1", name)
 
 
+async def _first_error_in_order(*steps: Awaitable[Any]) -> list[Any]:
+    """Run independent rclone look-ups at once (each is a process start); when several
+    fail, report the first in the order given, as running them one by one would."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
@@ -122,11 +133,10 @@ class RcloneDriver(Driver):
             self.redact,
         )
         self._stop_if_cancelled()
-        entry = await self._stat(self.source)
+        entry, _, (algorithm, no_hash_reason) = await _first_error_in_order(
+            self._stat(self.source), self._probe(self.destination), self._common_hash()
+        )
         self._stop_if_cancelled()
-        await self._probe(self.destination)
-        self._stop_if_cancelled()
-        algorithm, no_hash_reason = await self._common_hash()
         single_file = not entry.get("IsDir", False)
         target = self.destination.location
         if single_file and (target.endswith("/") or not self.destination.path):
@@ -249,8 +259,9 @@ class RcloneDriver(Driver):
     async def _common_hash(self) -> tuple[str | None, str]:
         if not self.options.checksum:
             return None, "hash verification not requested; sizes compared"
-        source = await self._hashes(self.source)
-        destination = await self._hashes(self.destination)
+        source, destination = await _first_error_in_order(
+            self._hashes(self.source), self._hashes(self.destination)
+        )
         log.info("hash types: source %s, destination %s", source, destination)
         common = [name for name in source if name in destination]
         if common:

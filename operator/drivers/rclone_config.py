@@ -10,6 +10,7 @@ obscured, is handed to the run's `Redactor`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -158,11 +159,11 @@ async def remote_section(
         secret_values.update(given)
     for option, value in {**values, **secret_values}.items():
         _check_option(remote, backend, option, value)
-    for option, value in secret_values.items():
-        if option in backend.passwords:
-            value = await obscure(rclone, value)
-            redact.add(value)
-        values[option] = value
+    passwords = [option for option in secret_values if option in backend.passwords]
+    obscured = await asyncio.gather(*(obscure(rclone, secret_values[o]) for o in passwords))
+    redact.add(*obscured)
+    values.update(secret_values)
+    values.update(zip(passwords, obscured, strict=True))
     lines = [f"[{remote.name}]", f"type = {remote.type.value}"]
     lines += [f"{option} = {QUOTE}{value}{QUOTE}" for option, value in sorted(values.items())]
     return "\n".join(lines) + "\n"
@@ -193,17 +194,19 @@ async def write_config(
     (`secrets["credential"]`, when mounted) goes to the remote named `destination`."""
     backends = await load_backends(rclone)
     credential = secrets.get(api.SECRET_KEY_CREDENTIAL)
-    sections = [
-        await remote_section(
-            rclone,
-            backends,
-            remote,
-            secrets,
-            credential if remote.name == destination else None,
-            redact,
+    sections = await asyncio.gather(
+        *(
+            remote_section(
+                rclone,
+                backends,
+                remote,
+                secrets,
+                credential if remote.name == destination else None,
+                redact,
+            )
+            for remote in remotes
         )
-        for remote in remotes
-    ]
+    )
     path = rclone.config_path
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

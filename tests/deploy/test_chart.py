@@ -190,11 +190,7 @@ def test_invite_links_default_to_the_bridge() -> None:
     operator = {
         e["name"]: e["value"] for e in container(one(docs, "Deployment", "datatx-operator"))["env"]
     }
-    bridge = {
-        e["name"]: e["value"] for e in container(one(docs, "Deployment", "datatx-bridge"))["env"]
-    }
     assert operator["DATATX_INVITE_BASE_URL"] == "http://datatx-bridge.site.svc:8080"
-    assert bridge["DATATX_BRIDGE_PUBLIC_BASE_URL"] == operator["DATATX_INVITE_BASE_URL"]
     assert operator["DATATX_NAMESPACES"] == '["site"]'
     assert operator["DATATX_MOVER_SERVICE_ACCOUNT"] == "datatx-mover"
     assert (
