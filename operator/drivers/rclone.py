@@ -13,13 +13,12 @@ import json
 import logging
 import posixpath
 import re
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from datatx_operator.drivers.base import Driver, DriverError, Outcome, Reason, RunContext
-from datatx_operator.drivers.rclone_cli import Completed, Rclone
+from datatx_operator.drivers.rclone_cli import Completed, Rclone, run_together
 from datatx_operator.drivers.rclone_config import write_config
 from datatx_operator.drivers.rclone_stats import RunLog, reason_for
 from datatx_operator.drivers.redact import Redactor
@@ -86,16 +85,6 @@ def _glob_escape(name: str) -> str:
     return re.sub(r"([\\*?\[\]{}])", r"\\\1", name)
 
 
-async def _first_error_in_order(*steps: Awaitable[Any]) -> list[Any]:
-    """Run independent rclone look-ups at once (each is a process start); when several
-    fail, report the first in the order given, as running them one by one would."""
-    results = await asyncio.gather(*steps, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
-
-
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 1] + "…"
@@ -133,7 +122,7 @@ class RcloneDriver(Driver):
             self.redact,
         )
         self._stop_if_cancelled()
-        entry, _, (algorithm, no_hash_reason) = await _first_error_in_order(
+        entry, _, (algorithm, no_hash_reason) = await run_together(
             self._stat(self.source), self._probe(self.destination), self._common_hash()
         )
         self._stop_if_cancelled()
@@ -259,7 +248,7 @@ class RcloneDriver(Driver):
     async def _common_hash(self) -> tuple[str | None, str]:
         if not self.options.checksum:
             return None, "hash verification not requested; sizes compared"
-        source, destination = await _first_error_in_order(
+        source, destination = await run_together(
             self._hashes(self.source), self._hashes(self.destination)
         )
         log.info("hash types: source %s, destination %s", source, destination)

@@ -12,8 +12,10 @@ import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from datatx_operator.drivers.base import DriverError, Reason
 
@@ -33,6 +35,17 @@ PASSED_ENV = (
 # One JSON log line of rclone can carry a long stats object.
 LINE_LIMIT = 4 * 1024 * 1024
 STOP_GRACE_SECONDS = 10.0
+
+
+async def run_together(*steps: Awaitable[Any]) -> list[Any]:
+    """Run independent rclone commands at once (each is a process start). All of them end
+    before this returns, so none is left running unawaited; when several fail, the first in
+    the order given is raised, as running them one by one would."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def find_rclone() -> str:

@@ -10,7 +10,6 @@ obscured, is handed to the run's `Redactor`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from datatx_operator import api
 from datatx_operator.drivers.base import DriverError, Reason
-from datatx_operator.drivers.rclone_cli import Rclone
+from datatx_operator.drivers.rclone_cli import Rclone, run_together
 from datatx_operator.drivers.redact import Redactor
 from datatx_operator.models import Remote, RemoteType
 
@@ -160,7 +159,7 @@ async def remote_section(
     for option, value in {**values, **secret_values}.items():
         _check_option(remote, backend, option, value)
     passwords = [option for option in secret_values if option in backend.passwords]
-    obscured = await asyncio.gather(*(obscure(rclone, secret_values[o]) for o in passwords))
+    obscured = await run_together(*(obscure(rclone, secret_values[o]) for o in passwords))
     redact.add(*obscured)
     values.update(secret_values)
     values.update(zip(passwords, obscured, strict=True))
@@ -194,7 +193,7 @@ async def write_config(
     (`secrets["credential"]`, when mounted) goes to the remote named `destination`."""
     backends = await load_backends(rclone)
     credential = secrets.get(api.SECRET_KEY_CREDENTIAL)
-    sections = await asyncio.gather(
+    sections = await run_together(
         *(
             remote_section(
                 rclone,
