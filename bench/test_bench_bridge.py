@@ -1,4 +1,4 @@
-"""Bridge benchmarks on the local cluster: `uv run --frozen pytest -s bench/bench_bridge.py`.
+"""Bridge benchmarks on the local cluster, run by `make bench`.
 
 1. DoTransfer creates, against a raw Kubernetes API create of the same objects (the
    `kubernetes` client, the bridge's ServiceAccount), alternating one call of each so both
