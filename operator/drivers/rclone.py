@@ -220,11 +220,14 @@ class RcloneDriver(Driver):
         done = await self._rclone.run(*args, "--use-json-log", *RETRY_FLAGS, within=within)
         return done, RunLog(self.redact).feed_all(done.stderr)
 
-    async def _stat(self, side: Side) -> dict[str, Any]:
-        done, run_log = await self._run("lsjson", "--stat", side.location)
+    async def _stat(
+        self, side: Side, location: str | None = None, *flags: str, doing: str = ""
+    ) -> dict[str, Any]:
+        """The entry at `location` (default: the side's own); `doing` prefixes a failure."""
+        done, run_log = await self._run("lsjson", "--stat", *flags, location or side.location)
         if done.returncode != 0:
             reason = reason_for(done.returncode, run_log.errors)
-            raise DriverError(reason, self._failure(reason, side, run_log))
+            raise DriverError(reason, doing + self._failure(reason, side, run_log))
         entry = json.loads(done.stdout)
         if not isinstance(entry, dict):
             raise DriverError(Reason.REMOTE_FAILED, f"{side.describe()}: unexpected answer")
@@ -312,17 +315,12 @@ class RcloneDriver(Driver):
         return Checksum(verified=True, algorithm=plan.algorithm)
 
     async def _verify_file(self, algorithm: str, target: str) -> Checksum:
-        found: list[dict[str, Any]] = []
-        for side, location in ((self.source, self.source.location), (self.destination, target)):
-            done, run_log = await self._run(
-                "lsjson", "--stat", "--hash", f"--hash-type={algorithm}", location
-            )
-            if done.returncode != 0:
-                reason = reason_for(done.returncode, run_log.errors)
-                raise DriverError(
-                    reason, "verifying checksums: " + self._failure(reason, side, run_log)
-                )
-            found.append(json.loads(done.stdout))
+        """Both ends hash the file at once: for a big file each side reads it whole."""
+        hashed = ("--hash", f"--hash-type={algorithm}")
+        found = await run_together(
+            self._stat(self.source, None, *hashed, doing="verifying checksums: "),
+            self._stat(self.destination, target, *hashed, doing="verifying checksums: "),
+        )
         source, destination = found
         sums = [entry.get("Hashes", {}).get(algorithm) for entry in found]
         if source.get("Size") != destination.get("Size") or (all(sums) and sums[0] != sums[1]):
