@@ -69,6 +69,7 @@ class Raw:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.namespace = namespace.name
+        self.secret_writers = ThreadPoolExecutor(2)
         principal = Principal(user="alice", groups=("physics",))
         self.drafts = {
             with_secrets: build_draft(request_data(_request(with_secrets=with_secrets)), principal)
@@ -76,8 +77,7 @@ class Raw:
         }
 
     def create(self, *, with_secrets: bool) -> None:
-        """The CR, then its two Secrets, one after the other (the bridge writes the two
-        Secrets in parallel)."""
+        """The CR, then its two Secrets at once, as the bridge writes them."""
         name = f"dt-{secrets.token_hex(6)}"
         draft = self.drafts[with_secrets]
         body = {
@@ -97,12 +97,15 @@ class Raw:
             (api.remotes_secret_name(name), draft.remote_secrets),
             (api.credential_secret_name(name), {"credential": draft.credential or ""}),
         ]
-        for secret, data in writes:
+
+        def write(secret: str, data: dict[str, str]) -> None:
             body = {
                 "metadata": {"name": secret, "ownerReferences": [owner]},
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
             }
             self.core.create_namespaced_secret(self.namespace, body, _preload_content=False)
+
+        list(self.secret_writers.map(lambda args: write(*args), writes))
 
 
 def _request(*, with_secrets: bool) -> pb.DoTransferRequest:
