@@ -10,7 +10,9 @@ from tests.cluster.helpers import (
     Manifest,
     apply,
     container_state,
+    first_line,
     get,
+    pid_gone,
     pod,
     python_container,
     wait_until,
@@ -24,15 +26,6 @@ def _finished(cluster: Cluster, namespace: str, name: str) -> Manifest:
         return found if phase in ("Succeeded", "Failed") else None
 
     return wait_until(check, what=f"pod {name} to finish")
-
-
-def _first_line(path: Path) -> str | None:
-    lines = path.read_text().splitlines() if path.exists() else []
-    return lines[0] if lines else None
-
-
-def _pid_gone(pid: int) -> bool:
-    return not Path(f"/proc/{pid}").exists()
 
 
 def test_volumes_and_env_are_visible_inside_the_pod_only(
@@ -150,12 +143,12 @@ while True:
     volumes = [{"name": "marks", "hostPath": {"path": str(tmp_path)}}]
     apply(cluster, ns, pod("waiter", [container], volumes=volumes))
     log = tmp_path / "log"
-    pid = int(wait_until(lambda: _first_line(log), what="the pod start"))
+    pid = int(wait_until(lambda: first_line(log), what="the pod start"))
 
     cluster.kubectl("delete", "pod", "-n", ns, "waiter", "--timeout=60s")
 
     assert log.read_text().splitlines() == [str(pid), "SIGTERM"]
-    assert _pid_gone(pid)
+    assert pid_gone(pid)
 
 
 def test_sigkill_after_the_grace_period(
@@ -180,12 +173,12 @@ while True:
         pod("stubborn", [container], volumes=volumes, terminationGracePeriodSeconds=2),
     )
     log = tmp_path / "log"
-    pid = int(wait_until(lambda: _first_line(log), what="the pod start"))
+    pid = int(wait_until(lambda: first_line(log), what="the pod start"))
 
     cluster.kubectl("delete", "pod", "-n", ns, "stubborn", "--timeout=60s")
 
     assert log.read_text().splitlines() == [str(pid), "ignored SIGTERM"]
-    assert _pid_gone(pid), "SIGKILL follows when the grace period is over"
+    assert pid_gone(pid), "SIGKILL follows when the grace period is over"
 
 
 def test_on_failure_restarts_the_container_in_the_same_pod(
@@ -331,3 +324,32 @@ def test_failing_liveness_probe_restarts_the_container(
         "get", "events", "-n", ns, "--field-selector=reason=Unhealthy", "-o", "name"
     ).stdout
     assert events.strip(), "the failed probe is reported as an event"
+
+
+def test_running_pod_reports_and_sees_the_documented_pod_ip(
+    cluster: Cluster, cluster_namespace: str
+) -> None:
+    """Pods share the host's network, so the README promises 127.0.0.1 as pod and host IP;
+    clients that dial status.podIP (or read it through the downward API) rely on it."""
+    ns = cluster_namespace
+    script = """
+import os, time
+print(os.environ["POD_IP"], os.environ["HOST_IP"], flush=True)
+time.sleep(300)
+"""
+    env = [
+        {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+        for name, path in (("POD_IP", "status.podIP"), ("HOST_IP", "status.hostIP"))
+    ]
+    apply(cluster, ns, pod("addressed", [python_container("show", script, env=env)]))
+
+    def running() -> Manifest | None:
+        found = get(cluster, ns, "pod", "addressed")
+        return found if found and found["status"].get("phase") == "Running" else None
+
+    status = wait_until(running, what="the pod to run")["status"]
+    assert status["podIP"] == status["hostIP"] == "127.0.0.1"
+    assert status["podIPs"] == status["hostIPs"] == [{"ip": "127.0.0.1"}]
+    logs = wait_until(lambda: cluster.kubectl("logs", "-n", ns, "addressed").stdout, what="log")
+    assert logs == "127.0.0.1 127.0.0.1\n"
+    cluster.kubectl("delete", "pod", "-n", ns, "addressed", "--wait=false")

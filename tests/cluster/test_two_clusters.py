@@ -1,4 +1,5 @@
-"""`localcluster up` starts a second cluster next to the session's; `down` leaves nothing."""
+"""`localcluster up` starts a second cluster next to the session's; `down` leaves nothing,
+not even a pod that was still running."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 
 from localcluster.launcher import Cluster
 from localcluster.processes import ProcessRecord, alive
-from tests.cluster.helpers import pod, python_container
+from tests.cluster.helpers import (
+    assert_running,
+    assert_stopped,
+    get,
+    pod,
+    python_container,
+    wait_until,
+)
 
 LOCALCLUSTER = [str(Path(sys.executable).parent / "localcluster")]
 
@@ -22,11 +30,20 @@ def _cli(*args: str) -> str:
     return result.stdout
 
 
+def _sleeper_record(second: Cluster) -> ProcessRecord | None:
+    """The node agent's record of the sleeper's process, once the pod runs."""
+    found = get(second, "default", "pod", "sleeper")
+    if not found or found["status"].get("phase") != "Running":
+        return None
+    path = second.layout.nodeagent / "processes" / f"{found['metadata']['uid']}-sleep.json"
+    return ProcessRecord.from_json(path.read_text()) if path.exists() else None
+
+
 def test_second_cluster_runs_alongside_and_stops_cleanly(cluster: Cluster, tmp_path: Path) -> None:
     workdir = tmp_path / "second"
     _cli("up", "--dir", str(workdir))
     state = json.loads((workdir / "state.json").read_text())
-    records = [ProcessRecord(**record) for record in state["processes"]]
+    records = assert_running(workdir)
     try:
         second = Cluster.attach(workdir)
         assert second.server != cluster.server
@@ -44,10 +61,21 @@ def test_second_cluster_runs_alongside_and_stops_cleanly(cluster: Cluster, tmp_p
         assert cluster.kubectl("get", "pod", "hello", check=False).returncode != 0, (
             "the clusters do not share objects"
         )
+
+        # Left running on purpose: `down` has to end it along with the cluster.
+        sleep_container = {"name": "sleep", "image": "busybox", "command": ["sleep", "3600"]}
+        sleeper = pod("sleeper", [sleep_container])
+        second.kubectl("apply", "-f", "-", input=json.dumps(sleeper))
+        sleep = wait_until(lambda: _sleeper_record(second), what="the sleeper to run")
+        assert alive(sleep)
+        assert Path(f"/proc/{sleep.pid}/cmdline").read_bytes().split(b"\0")[:2] == [
+            b"sleep",
+            b"3600",
+        ]
+        records.append(sleep)
         assert "running" in _cli("status", "--dir", str(workdir))
     finally:
         _cli("down", "--dir", str(workdir))
 
-    assert not any(alive(record) for record in records)
-    assert not (workdir / "state.json").exists()
+    assert_stopped(workdir, records)
     assert cluster.kubectl("get", "--raw", "/readyz").stdout == "ok"

@@ -4,34 +4,15 @@ it must end with every file at the destination and a Finished transfer in the li
 from __future__ import annotations
 
 import re
-import shlex
-import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _make(target: str, workdir: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """The Makefile's own recipe for `target`, with the cluster dir pointed at `workdir`
-    (the recipe is read from `make -n`, so the test runs what `make` runs)."""
-    recipe = (
-        subprocess.run(
-            ["make", "-s", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    assert "--dir .cluster" in recipe, recipe
-    command = shlex.split(recipe.replace("--dir .cluster", f"--dir {workdir}"))
-    return subprocess.run(
-        command, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
-    )
+from tests.make_recipes import run_recipe
 
 
 def test_make_demo_moves_real_bytes_and_lists_the_finished_transfer(tmp_path: Path) -> None:
     workdir = tmp_path / "cluster"
     try:
-        demo = _make("demo", workdir, timeout=600)
+        demo = run_recipe("demo", workdir, timeout=600)
         output = demo.stdout + demo.stderr
         assert demo.returncode == 0, output[-4000:]
         assert re.search(r"all 4 files arrived intact \(sha256 compared\)", output), output
@@ -41,7 +22,7 @@ def test_make_demo_moves_real_bytes_and_lists_the_finished_transfer(tmp_path: Pa
         assert row.split()[1:4] == ["Finished", "rclone", "100"], listing
         assert (workdir / "bridge-address").read_text().strip().startswith("127.0.0.1:")
     finally:
-        down = _make("dev-down", workdir, timeout=180)
+        down = run_recipe("dev-down", workdir, timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped" in down.stdout
     assert not (workdir / "bridge-token").exists()
