@@ -172,15 +172,19 @@ class TransferCache:
         records: list[TransferRecord] = []
         token: str | None = None
         while True:
-            page: dict[str, Any] = self._api.list_namespaced_custom_object(  # type: ignore[assignment]
-                api.GROUP,
-                api.VERSION,
-                self._namespace,
-                api.PLURAL,
-                limit=LIST_PAGE,
-                _continue=token,
-                _request_timeout=60,
-            )
+            try:
+                page: dict[str, Any] = self._api.list_namespaced_custom_object(  # type: ignore[assignment]
+                    api.GROUP,
+                    api.VERSION,
+                    self._namespace,
+                    api.PLURAL,
+                    limit=LIST_PAGE,
+                    _continue=token,
+                    _request_timeout=60,
+                )
+            except ApiException as error:  # e.g. 403 while RBAC is missing: retried
+                KUBE_REQUESTS.labels("list transfers", str(error.status)).inc()
+                raise
             KUBE_REQUESTS.labels("list transfers", "ok").inc()
             records.extend(TransferRecord.from_object(item) for item in page.get("items", []))
             token = page.get("metadata", {}).get("continue")

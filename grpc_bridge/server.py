@@ -25,6 +25,7 @@ from grpc_bridge import kube
 from grpc_bridge.auth import Authenticator, load_static_tokens
 from grpc_bridge.cache import TransferCache
 from grpc_bridge.cs3_api import Cs3TxService
+from grpc_bridge.health_api import Health
 from grpc_bridge.interceptors import CallInterceptor
 from grpc_bridge.invites_http import invite_app
 from grpc_bridge.metrics import CACHED_TRANSFERS, metrics_app
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 SEED_SERVICE = datatx_pb2.DESCRIPTOR.services_by_name["DataTx"].full_name
 CS3_SERVICE = tx_api_pb2.DESCRIPTOR.services_by_name["TxAPI"].full_name
+HEALTH_SERVICES = ("", SEED_SERVICE, CS3_SERVICE)
 MAX_SEND_BYTES = 32 * 1024 * 1024
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -85,7 +87,7 @@ class Bridge:
             stopping=self.stopping,
         )
         self.auth = authenticator(settings)
-        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.health = Health(HEALTH_SERVICES)  # NOT_SERVING until the cache has listed
         self.grpc_address = ""
         self.http_address: str | None = None
         self.metrics_address: str | None = None
@@ -101,7 +103,10 @@ class Bridge:
             options=[
                 ("grpc.max_receive_message_length", self.settings.max_message_bytes),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
+                # The soft limit alone refuses only a random share of the calls above
+                # it (up to 1.25 times it): the hard limit makes the bound exact.
                 ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
                 ("grpc.max_concurrent_streams", self.settings.max_concurrent_streams),
                 ("grpc.so_reuseport", 0),
             ],
@@ -112,8 +117,6 @@ class Bridge:
         reflection.enable_server_reflection(
             [SEED_SERVICE, CS3_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
-        for service in ("", SEED_SERVICE, CS3_SERVICE):
-            await self.health.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
         credentials = _server_credentials(self.settings)
         if credentials is None:
             port = server.add_insecure_port(self.settings.listen)
@@ -156,7 +159,7 @@ class Bridge:
     async def _serve_when_synced(self) -> None:
         await self.cache.synced.wait()
         if not self.stopping.is_set():
-            for service in ("", SEED_SERVICE, CS3_SERVICE):
+            for service in HEALTH_SERVICES:
                 await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
             log.info("cache synced (%d transfers); serving", len(self.cache))
 

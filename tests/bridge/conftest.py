@@ -54,7 +54,8 @@ class Bridge:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, ready: bool = True) -> None:
+        """Start the process; wait until it listens and (`ready`) reports SERVING."""
         addresses_file = Path(self.env["DATATX_BRIDGE_ADDRESSES_FILE"])
         addresses_file.unlink(missing_ok=True)
         with self.log_path.open("ab") as log:
@@ -71,15 +72,17 @@ class Bridge:
                 raise RuntimeError(f"bridge exited:\n{self.logs()[-3000:]}")
             if addresses_file.exists():
                 self.addresses = json.loads(addresses_file.read_text())
-                if self.serving():
+                if not ready or self.serving():
                     return
             time.sleep(0.1)
         raise RuntimeError(f"bridge not serving:\n{self.logs()[-3000:]}")
 
+    def health(self) -> Any:
+        return health_pb2_grpc.HealthStub(self.channel())
+
     def serving(self) -> bool:
-        stub = health_pb2_grpc.HealthStub(self.channel())
         try:
-            answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            answer = self.health().Check(health_pb2.HealthCheckRequest(), timeout=2)
         except grpc.RpcError:
             return False
         return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
@@ -131,13 +134,14 @@ class Bridge:
         idp: str = "https://cernbox.example.org",
         groups: tuple[str, ...] = (),
         secret: str | None = None,
-        expires_in: int = 3600,
+        expires_in: int | None = 3600,
         algorithm: str = "HS256",
         **extra: Any,
     ) -> str:
-        """An x-access-token as reva mints it (HS256 with the shared secret)."""
+        """An x-access-token as reva mints it (HS256 with the shared secret); `expires_in`
+        None: without the `exp` claim."""
         now = int(time.time())
-        payload = {
+        payload: dict[str, Any] = {
             "user": {
                 "id": {"idp": idp, "opaque_id": user, "type": 1},
                 "username": user,
@@ -147,9 +151,10 @@ class Bridge:
             "aud": "reva",
             "iss": idp,
             "iat": now,
-            "exp": now + expires_in,
             **extra,
         }
+        if expires_in is not None:
+            payload["exp"] = now + expires_in
         key = None if algorithm == "none" else (secret or self.jwt_secret)
         return jwt.encode(payload, key, algorithm=algorithm)
 
@@ -246,10 +251,11 @@ class Launcher:
         namespace: Namespace,
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        ready: bool = True,
         **settings: str,
     ) -> Bridge:
         """A started bridge; `settings` override `DATATX_BRIDGE_*` (lowercase names);
-        `credentials`: how clients reach a TLS bridge."""
+        `credentials`: how clients reach a TLS bridge; `ready`: wait until SERVING."""
         index = len(self.started)
         env = {
             "PATH": os.environ["PATH"],
@@ -270,7 +276,7 @@ class Launcher:
         log_path = self.directory / f"bridge-{index}.log"
         bridge = Bridge(namespace, env, log_path, self.tokens, self.jwt_secret, credentials)
         self.started.append(bridge)
-        bridge.start()
+        bridge.start(ready=ready)
         return bridge
 
     def stop_all(self) -> None:

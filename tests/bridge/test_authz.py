@@ -38,17 +38,17 @@ def _failed_transfer(bridge: Bridge, user: str) -> str:
 
 
 def _bad_credentials(bridge: Bridge) -> dict[str, Metadata]:
+    other_secret = bridge.reva_token("alice", secret="another-secret-of-32-bytes-length")
+    no_exp = bridge.reva_token("alice", expires_in=None)  # reva's always expire: required
     return {
         "no token": [],
         "unknown static token": [("authorization", "Bearer not-a-known-token")],
         "not bearer": [("authorization", f"Basic {bridge.tokens['alice']}")],
-        "jwt with another secret": [
-            (
-                "x-access-token",
-                bridge.reva_token("alice", secret="another-secret-of-32-bytes-length"),
-            )
-        ],
+        "jwt with another secret": [("x-access-token", other_secret)],
+        "bearer jwt with another secret": [("authorization", f"Bearer {other_secret}")],
         "expired jwt": [("x-access-token", bridge.reva_token("alice", expires_in=-60))],
+        "jwt without exp": [("x-access-token", no_exp)],
+        "bearer jwt without exp": [("authorization", f"Bearer {no_exp}")],
         "jwt for another audience": [("x-access-token", bridge.reva_token("alice", aud="other"))],
         "jwt signed with none": [("x-access-token", bridge.reva_token("alice", algorithm="none"))],
         "garbage jwt": [("x-access-token", "a.b.c")],
@@ -214,6 +214,15 @@ def test_reva_jwt_identifies_the_user(bridge: Bridge) -> None:
         "einstein",
     )
     assert abs(info.tx_info.ctime.seconds - time.time()) < 120
+    # The same JWT as `authorization: Bearer` (as documented): the same user, who sees it.
+    bearer = [("authorization", f"Bearer {einstein[0][1]}")]
+    status = bridge.seed().GetStatus(
+        pb.GetStatusRequest(transfer_id=reply.transfer_id), metadata=bearer
+    )
+    assert status.transfer.owner == "einstein"
+    listed = bridge.cs3().ListTransfers(tx.ListTransfersRequest(), metadata=bearer)
+    assert [t.id.opaque_id for t in listed.transfers] == [reply.transfer_id]
+    assert listed.transfers[0].creator.idp == "https://cernbox.example.org"
     # Same opaque id at another identity provider: another user.
     other_idp = [("x-access-token", bridge.reva_token("einstein", idp="https://other.example.org"))]
     with pytest.raises(grpc.RpcError) as caught:

@@ -160,6 +160,22 @@ def test_accept_over_http(shared_bridge: Bridge, http: httpx.Client) -> None:
     assert http.post(f"/invites/{other}", data={**empty, "token": other_token}).status_code == 400
 
 
+def test_expired_invite_over_http(shared_bridge: Bridge, http: httpx.Client) -> None:
+    """A link followed after the deadline: 409 (not the form), whatever the answer."""
+    name, token = _invited(shared_bridge, deadline_in=-5)
+    page = http.get(f"/invites/{name}", params={"token": token})
+    assert (page.status_code, "expired" in page.text) == (409, True)
+    assert "<form" not in page.text
+    for form in (
+        {"token": token, "action": "accept", "credential": "late-credential-Pt4"},
+        {"token": token, "action": "decline"},
+    ):
+        refused = http.post(f"/invites/{name}", data=form)
+        assert (refused.status_code, "expired" in refused.text) == (409, True)
+    assert shared_bridge.secret_data(api.credential_secret_name(name)) is None
+    assert _answer(shared_bridge, name) is None
+
+
 async def test_tokens_are_compared_in_constant_time(
     datatx_namespace: Namespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

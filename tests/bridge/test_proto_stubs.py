@@ -1,4 +1,5 @@
-"""The checked-in stubs of proto/ are what `make proto` generates from the .proto now."""
+"""The checked-in stubs of proto/ are what `make proto` generates from the .proto now, and
+the wire numbers of the seed API's statuses stay as the seed defined them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from datatx.v1 import datatx_pb2 as pb
 
 PROTO = Path(__file__).resolve().parents[2] / "proto"
 STUBS = ("datatx_pb2.py", "datatx_pb2.pyi", "datatx_pb2_grpc.py", "datatx_pb2_grpc.pyi")
@@ -30,3 +33,19 @@ def test_stub_is_current(stub: str, fresh: Path) -> None:
     assert (fresh / stub).read_text() == checked_in.read_text(), (
         f"{stub} is stale: run `make proto`"
     )
+
+
+def test_status_enum_keeps_the_seed_numbers() -> None:
+    """Clients of the seed API know its four statuses by number: they must never move;
+    the new ones only follow them."""
+    assert [(value.name, value.number) for value in pb.Status.DESCRIPTOR.values] == [
+        ("STATUS_UNSPECIFIED", 0),
+        ("PENDING", 1),
+        ("IN_PROGRESS", 2),
+        ("FINISHED", 3),
+        ("INVITE_NOT_ACCEPTED_ON_TIME", 4),
+        ("WAITING_FOR_INVITE_ACCEPTANCE", 5),
+        ("INVITE_DECLINED", 6),
+        ("FAILED", 7),
+        ("CANCELLED", 8),
+    ]

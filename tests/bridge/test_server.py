@@ -16,6 +16,7 @@ import pytest
 from cs3.rpc.v1beta1 import code_pb2
 from cs3.tx.v1beta1 import resources_pb2 as cs3_tx
 from cs3.tx.v1beta1 import tx_api_pb2 as tx
+from grpc_health.v1 import health_pb2
 
 from datatx.v1 import datatx_pb2 as pb
 from datatx.v1 import datatx_pb2_grpc as pb_grpc
@@ -138,10 +139,69 @@ def test_logs_are_json_lines(shared_bridge: Bridge) -> None:
     assert {"time", "level", "message", "code", "duration_ms"} <= calls[-1].keys()
 
 
+def _rolebinding_of(namespace: Namespace, component: str) -> dict[str, Any]:
+    """The namespace's RoleBinding of `component`'s ServiceAccount, ready to apply again."""
+    out = namespace.cluster.kubectl("get", "rolebindings", "-n", namespace.name, "-o", "json")
+    account = namespace.service_account(component)
+    (binding,) = [
+        item
+        for item in json.loads(out.stdout)["items"]
+        if any(subject.get("name") == account for subject in item.get("subjects") or ())
+    ]
+    binding["metadata"] = {
+        key: binding["metadata"][key]
+        for key in ("name", "namespace", "labels")
+        if key in binding["metadata"]
+    }
+    return dict(binding)
+
+
+def test_not_serving_until_the_cache_has_listed(
+    start_bridge: Launcher, datatx_namespace: Namespace
+) -> None:
+    """A replica whose cache could not list yet must not be sent calls (it would answer
+    from an empty cache): here its RBAC is missing at first, as when a rollout races it."""
+    binding = _rolebinding_of(datatx_namespace, "bridge")
+    kubectl = datatx_namespace.cluster.kubectl
+    kubectl("delete", "rolebinding", binding["metadata"]["name"], "-n", datatx_namespace.name)
+    bridge = start_bridge(datatx_namespace, ready=False)
+    statuses: list[int] = []
+
+    def watch() -> None:
+        for message in bridge.health().Watch(health_pb2.HealthCheckRequest(), timeout=60):
+            statuses.append(message.status)
+            if message.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    eventually(lambda: _kube_requests(bridge, "list transfers", "403") >= 2)
+    for service in ("", "datatx.v1.DataTx", "cs3.tx.v1beta1.TxAPI"):
+        answer = bridge.health().Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING, service
+    kubectl("apply", "-n", datatx_namespace.name, "-f", "-", input=json.dumps(binding))
+    eventually(bridge.serving, timeout=45)
+    watcher.join(timeout=10)
+    assert statuses == [
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+        health_pb2.HealthCheckResponse.SERVING,
+    ]
+    assert _kube_requests(bridge, "list transfers", "ok") >= 1
+
+
+def _kube_requests(bridge: Bridge, request: str, outcome: str) -> float:
+    pattern = rf'datatx_bridge_kube_requests_total{{outcome="{outcome}",request="{request}"}} (\S+)'
+    match = re.search(pattern, bridge.metrics())
+    return float(match.group(1)) if match else 0.0
+
+
 def test_graceful_shutdown_drains_calls(bridge: Bridge) -> None:
+    """On SIGTERM health turns NOT_SERVING at once, so balancers send no new calls; the
+    calls in flight still get real answers, and open streams end, so the stop takes far
+    less than the grace period (10 s here)."""
     alice, seed = bridge.auth("alice"), bridge.seed()
     name = seed.DoTransfer(webdav_request(), metadata=alice).transfer_id
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"health": []}
 
     def destroy() -> None:  # waits for an operator that never comes
         results["destroy"] = seed.DestroyTransfer(
@@ -157,17 +217,30 @@ def test_graceful_shutdown_drains_calls(bridge: Bridge) -> None:
         except grpc.RpcError as error:
             results["watch_code"] = error.code()  # type: ignore[attr-defined]
 
-    threads = [threading.Thread(target=destroy), threading.Thread(target=watch)]
+    def health() -> None:  # a client-side health check or a load balancer
+        stream = bridge.health().Watch(health_pb2.HealthCheckRequest(), timeout=30)
+        try:
+            results["health"].extend(m.status for m in stream)
+        except grpc.RpcError as error:
+            results["health_code"] = error.code()  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=call) for call in (destroy, watch, health)]
     for thread in threads:
         thread.start()
-    eventually(lambda: bridge.transfer(name)["spec"]["cancelRequested"])
+    eventually(lambda: bridge.transfer(name)["spec"]["cancelRequested"] and results["health"])
     started = time.monotonic()
     bridge.terminate()
     for thread in threads:
         thread.join(timeout=20)
     assert bridge.process is not None
     assert bridge.process.wait(timeout=20) == 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 5
+    # Health said NOT_SERVING, then its stream ended cleanly (it held no grace period).
+    assert results["health"] == [
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    ]
+    assert "health_code" not in results
     # The call in flight got a real answer; the watch was told to come back.
     assert results["destroy"].result == pb.NOTOK
     assert "shut down" in results["destroy"].text

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 
 import grpc
 import pytest
@@ -26,9 +27,20 @@ from tests.bridge.conftest import Bridge, eventually, invite_request, webdav_req
 Filter = tx.ListTransfersRequest.Filter
 
 
-def _kube_requests(bridge: Bridge, request: str) -> float:
-    pattern = rf'datatx_bridge_kube_requests_total{{outcome="[^"]*",request="{request}"}} (\S+)'
-    return sum(float(value) for value in re.findall(pattern, bridge.metrics()))
+def _kube_requests(bridge: Bridge) -> Counter[str]:
+    """The bridge's requests to the Kubernetes API so far, by request (all outcomes)."""
+    pattern = r'datatx_bridge_kube_requests_total\{outcome="[^"]*",request="([^"]+)"\} (\S+)'
+    totals: Counter[str] = Counter()
+    for request, value in re.findall(pattern, bridge.metrics()):
+        totals[request] += float(value)
+    return totals
+
+
+def _kube_requests_but_the_watch(bridge: Bridge) -> Counter[str]:
+    """As `_kube_requests`, without the watch (it reopens itself every minute)."""
+    totals = _kube_requests(bridge)
+    del totals["watch transfers"]
+    return totals
 
 
 def test_do_transfer_writes_cr_and_secrets(shared_bridge: Bridge) -> None:
@@ -148,14 +160,19 @@ def test_reads_come_from_the_cache(shared_bridge: Bridge) -> None:
     assert (
         seed.GetStatus(pb.GetStatusRequest(transfer_id=name), metadata=alice).status == pb.PENDING
     )
-    gets_before = _kube_requests(shared_bridge, "get transfer")
+    before = _kube_requests_but_the_watch(shared_bridge)
+    assert before["list transfers"] >= 1  # the cache listed once, at the start
+    cs3 = shared_bridge.cs3()
     for _ in range(200):
         seed.GetStatus(pb.GetStatusRequest(transfer_id=name), metadata=alice)
         seed.ListTransfers(pb.ListTransfersRequest(page_size=5), metadata=alice)
-    shared_bridge.cs3().GetTransferStatus(
-        tx.GetTransferStatusRequest(tx_id=cs3_tx.TxId(opaque_id=name)), metadata=alice
-    )
-    assert _kube_requests(shared_bridge, "get transfer") == gets_before
+    for _ in range(20):
+        cs3.GetTransferStatus(
+            tx.GetTransferStatusRequest(tx_id=cs3_tx.TxId(opaque_id=name)), metadata=alice
+        )
+        cs3.ListTransfers(tx.ListTransfersRequest(), metadata=alice)
+    # No GET, no LIST, nothing at all per read: only the watch talks to the API.
+    assert _kube_requests_but_the_watch(shared_bridge) == before
     # A change made behind the bridge's back arrives through the watch.
     shared_bridge.set_status(name, {"phase": "InProgress"})
     eventually(
@@ -164,6 +181,43 @@ def test_reads_come_from_the_cache(shared_bridge: Bridge) -> None:
             == pb.IN_PROGRESS
         )
     )
+
+
+def test_a_deleted_transfer_leaves_the_cache(shared_bridge: Bridge) -> None:
+    """When the operator deletes a CR (its cache time ended), both APIs forget it."""
+    seed, cs3, alice = shared_bridge.seed(), shared_bridge.cs3(), shared_bridge.auth("alice")
+    name = seed.DoTransfer(webdav_request(), metadata=alice).transfer_id
+    kept = seed.DoTransfer(webdav_request(), metadata=alice).transfer_id
+    shared_bridge.set_status(name, {"phase": "InProgress"})
+    watch = seed.WatchTransfer(
+        pb.WatchTransferRequest(transfer_id=name), metadata=alice, timeout=30
+    )
+    assert next(watch).status in (pb.PENDING, pb.IN_PROGRESS)  # the bridge is watching it
+
+    def seed_listed() -> set[str]:
+        reply = seed.ListTransfers(pb.ListTransfersRequest(), metadata=alice)
+        return {t.transfer_id for t in reply.transfers}
+
+    def cs3_listed() -> set[str]:
+        return {
+            t.id.opaque_id
+            for t in cs3.ListTransfers(tx.ListTransfersRequest(), metadata=alice).transfers
+        }
+
+    assert {name, kept} <= seed_listed()
+    shared_bridge.kubectl("delete", f"{api.PLURAL}.{api.GROUP}", name, "--wait=true")
+    eventually(lambda: name not in seed_listed())
+    assert name not in cs3_listed()
+    assert kept in seed_listed() & cs3_listed()
+    with pytest.raises(grpc.RpcError) as caught:
+        seed.GetStatus(pb.GetStatusRequest(transfer_id=name), metadata=alice)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    reply = cs3.GetTransferStatus(
+        tx.GetTransferStatusRequest(tx_id=cs3_tx.TxId(opaque_id=name)), metadata=alice
+    )
+    assert reply.status.code == code_pb2.CODE_NOT_FOUND
+    # A watch of it ends cleanly, without a final status it never had.
+    assert set(m.status for m in watch) <= {pb.IN_PROGRESS}
 
 
 STATUS_CASES = [
@@ -318,9 +372,17 @@ def test_list_filters(bridge: Bridge) -> None:
     assert listed(statuses=[pb.FINISHED, pb.FAILED]) == {names[2], names[3], names[5]}
     assert listed(statuses=[pb.FINISHED], drivers=["rclone"]) == {names[2], names[5]}
     assert listed(drivers=["fts"]) == set()
-    future = Timestamp(seconds=int(time.time()) + 3600)
+    past, future = (Timestamp(seconds=int(time.time()) + hours * 3600) for hours in (-1, 1))
+    assert listed(created_after=past) == set(names)
+    assert listed(created_before=past) == set()
     assert listed(created_after=future) == set()
     assert listed(created_before=future, statuses=[pb.PENDING]) == {names[0]}
+    # The creation times split the list where they should, even within one second.
+    created = seed.GetStatus(
+        pb.GetStatusRequest(transfer_id=names[3]), metadata=alice
+    ).transfer.create_time
+    assert listed(created_after=created) == set(names[3:])
+    assert listed(created_before=created) == set(names[:3])
 
     # Paging: oldest first, every transfer exactly once.
     seen: list[str] = []
@@ -334,13 +396,15 @@ def test_list_filters(bridge: Bridge) -> None:
         token = page.next_page_token
         if not token:
             break
-    assert sorted(seen) == sorted(names)
-    assert len(seen) == len(names)
+    assert seen == names
 
     def cs3_listed(*filters: Filter) -> set[str]:
         reply = cs3.ListTransfers(tx.ListTransfersRequest(filters=list(filters)), metadata=alice)
         assert reply.status.code == code_pb2.CODE_OK
         return {t.id.opaque_id for t in reply.transfers}
+
+    everything = cs3.ListTransfers(tx.ListTransfersRequest(), metadata=alice).transfers
+    assert [t.id.opaque_id for t in everything] == names  # oldest first too
 
     complete = Filter(type=Filter.TYPE_STATUS, status=cs3_tx.STATUS_TRANSFER_COMPLETE)
     failed = Filter(type=Filter.TYPE_STATUS, status=cs3_tx.STATUS_TRANSFER_FAILED)

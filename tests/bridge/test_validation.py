@@ -250,3 +250,25 @@ def test_oversized_messages_are_refused(shared_bridge: Bridge) -> None:
     with no_new_transfers(shared_bridge), pytest.raises(grpc.RpcError) as caught:
         shared_bridge.seed().DoTransfer(request, metadata=shared_bridge.auth("alice"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+
+
+def test_oversized_metadata_is_refused(shared_bridge: Bridge) -> None:
+    """Metadata is bounded at 16 KiB: beyond it a call is refused as too large (never
+    INTERNAL) and creates nothing; below it the same call works."""
+    alice = shared_bridge.auth("alice")
+    seed, cs3 = shared_bridge.seed(), shared_bridge.cs3()
+    cs3_request = tx.CreateTransferRequest(
+        src_target_uri="davs://tok@src.example.org/dav?name=/a",
+        dest_target_uri="davs://tok@dst.example.org/dav?name=/b",
+    )
+    too_big = [*alice, ("x-padding", "p" * 17 * 1024)]
+    with no_new_transfers(shared_bridge):
+        for call, request in (
+            (seed.DoTransfer, webdav_request()),
+            (cs3.CreateTransfer, cs3_request),
+        ):
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, metadata=too_big, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    fits = [*alice, ("x-padding", "p" * 8 * 1024)]
+    assert seed.DoTransfer(webdav_request(), metadata=fits, timeout=10).transfer_id
