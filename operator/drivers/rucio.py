@@ -103,11 +103,20 @@ class RucioDriver(ServiceDriver):
             response = await client.request(
                 method, path, headers={"X-Rucio-Auth-Token": self._token}, **kwargs
             )
+        if response.status_code == 401:  # say so, rather than what was being asked for
+            raise _failure(
+                response,
+                f"refused the {self.options.auth_type} token of account {self.options.account}",
+            )
         return response
 
     async def start(self) -> None:
         scope, name = self.did
-        did = await self._call("GET", f"/dids/{quote(scope, safe='')}/{quote(name, safe='')}")
+        did = await self._call(
+            "GET",
+            f"/dids/{quote(scope, safe='')}/{quote(name, safe='')}",
+            params={"dynamic_depth": "FILE"},  # a dataset's or container's bytes: its files'
+        )
         if did.status_code != 200:
             raise _failure(did, f"could not find the source DID {scope}:{name}")
         self._total_bytes = int((json_body(did) or {}).get("bytes") or 0)

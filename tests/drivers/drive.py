@@ -14,6 +14,7 @@ from datatx_operator import api
 from datatx_operator.drivers.base import Driver, Outcome, RunContext
 from datatx_operator.models import DataTransferSpec, Progress
 from tests.servers.datatx import Namespace
+from tests.servers.storage import StorageServer
 
 
 def context(tmp_path: Path, secrets: dict[str, str], **spec: Any) -> RunContext:
@@ -46,6 +47,31 @@ def assert_no_secret(secrets: Iterable[str], *texts: str) -> None:
         assert secret, "an empty secret proves nothing"
         for text in texts:
             assert secret not in text
+
+
+def assert_no_secret_on_cluster(namespace: Namespace, name: str, secrets: Iterable[str]) -> None:
+    """No secret in what anyone can read about the transfer on the cluster: the CR and its
+    events, the specs of its Jobs and mover pods (container env and args included) and the
+    logs of every mover pod (a failed attempt's too)."""
+    kubectl = namespace.cluster.kubectl
+    where = ["-n", namespace.name, "-l", f"{api.LABEL_TRANSFER}={name}"]
+    jobs = json.loads(kubectl("get", "jobs", *where, "-o", "json").stdout)["items"]
+    pods = json.loads(kubectl("get", "pods", *where, "-o", "json").stdout)["items"]
+    assert jobs, "no Job of the transfer to look at"
+    assert pods, "no mover pod of the transfer to look at"
+    logs = [
+        kubectl("logs", "-n", namespace.name, pod["metadata"]["name"], "--all-containers").stdout
+        for pod in pods
+    ]
+    assert all(logs), "a mover pod without logs proves nothing"
+    assert_no_secret(
+        list(secrets), visible_text(namespace, name), json.dumps(jobs), json.dumps(pods), *logs
+    )
+
+
+def remote_secrets(server: StorageServer, remote: str = "src") -> dict[str, str]:
+    """The `<remote>-remotes` Secret's keys for a remote on `server`."""
+    return {f"{remote}.{k}": v for k, v in server.secret_options.items()}
 
 
 def submit(

@@ -9,6 +9,7 @@ import hmac
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -16,7 +17,14 @@ import pytest
 from datatx_operator import api
 from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.filesender import FileSenderDriver, sign
-from tests.drivers.drive import assert_no_secret, context, run, submit, visible_text
+from tests.drivers.drive import (
+    assert_no_secret,
+    assert_no_secret_on_cluster,
+    context,
+    remote_secrets,
+    run,
+    submit,
+)
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.filesender import FileSenderServer
 from tests.servers.storage import StorageServer
@@ -64,6 +72,36 @@ def filesender_driver(
     return driver
 
 
+def cluster_spec(server: FileSenderServer, webdav: StorageServer) -> dict[str, object]:
+    """The spec of a FileSender transfer of `src:share` on `webdav`, as the bridge submits it."""
+    return {
+        "source": "src:share",
+        "destination": "fs:/",
+        "remotes": [
+            {
+                "name": "src",
+                "type": "webdav",
+                "options": webdav.options,
+                "secretOptions": list(webdav.secret_options),
+            },
+            {"name": "fs", "type": "filesender"},
+        ],
+        "driver": "filesender",
+        "fileSender": {
+            "endpoint": server.url,
+            "remoteUser": server.user,
+            "recipients": ["bob@example.org"],
+        },
+    }
+
+
+def write_share(webdav: StorageServer) -> StorageServer:
+    """The WebDAV server, holding FILES under share/."""
+    for name, data in FILES.items():
+        webdav.write(f"share/{name}", data)
+    return webdav
+
+
 @pytest.fixture
 def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The site's local volume, as the operator's Job would mount it."""
@@ -82,7 +120,7 @@ def local_source(local_root: Path) -> Path:
     return folder
 
 
-def local(tmp_path: Path, server: FileSenderServer, folder: str, **kw: object) -> FileSenderDriver:
+def local(tmp_path: Path, server: FileSenderServer, folder: str, **kw: Any) -> FileSenderDriver:
     """A driver reading `src:/<folder>` from the local root."""
     return filesender_driver(
         tmp_path, server, f"src:/{folder}", {"name": "src", "type": "local"}, **kw
@@ -111,6 +149,7 @@ async def test_local_files_are_uploaded_in_chunks_and_the_transfer_completes(
     assert outcome.result.remote_id == str(driver.transfer_id)
     sent = [sample.bytes for sample in samples if sample.total_bytes]
     assert sent == sorted(sent), "progress by bytes only grows"
+    assert any(0 < done < total for done in sent), "progress is reported between chunks"
     assert samples[-1].bytes == samples[-1].total_bytes == total
     assert samples[-1].percent == 100
     assert filesender_server.chunk_attempts == 4 + 1 + 1
@@ -119,8 +158,7 @@ async def test_local_files_are_uploaded_in_chunks_and_the_transfer_completes(
 async def test_files_read_through_rclone_from_webdav(
     tmp_path: Path, filesender_server: FileSenderServer, webdav_server: StorageServer
 ) -> None:
-    for name, data in FILES.items():
-        webdav_server.write(f"share/{name}", data)
+    write_share(webdav_server)
     driver = filesender_driver(
         tmp_path,
         filesender_server,
@@ -131,7 +169,7 @@ async def test_files_read_through_rclone_from_webdav(
             "options": webdav_server.options,
             "secretOptions": list(webdav_server.secret_options),
         },
-        secrets={f"src.{k}": v for k, v in webdav_server.secret_options.items()},
+        secrets=remote_secrets(webdav_server),
     )
 
     outcome, _ = await run(driver)
@@ -247,6 +285,21 @@ async def test_cancel_deletes_the_remote_transfer(
     assert filesender_server.transfers == {}
 
 
+async def test_the_transfer_object_has_no_status_field_as_in_the_reference(
+    tmp_path: Path, filesender_server: FileSenderServer, local_source: Path
+) -> None:
+    """The driver counts progress itself: FileSender's GET /transfer/{id} tells no status."""
+    driver = local(tmp_path, filesender_server, "data")
+    await driver.start()
+
+    response = await driver._call("GET", f"/transfer/{driver.transfer_id}")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == driver.transfer_id
+    assert "status" not in response.json()
+    await driver.cancel()
+
+
 def test_signature_follows_the_reference() -> None:
     body = b'{"complete":true}'
     expected = hmac.new(
@@ -290,32 +343,12 @@ def test_filesender_transfer_runs_in_a_job_on_the_cluster(
     filesender_server: FileSenderServer,
     webdav_server: StorageServer,
 ) -> None:
-    for name, data in FILES.items():
-        webdav_server.write(f"share/{name}", data)
     run_operator(datatx_namespace)
     name = submit(
         datatx_namespace,
-        {
-            "source": "src:share",
-            "destination": "fs:/",
-            "remotes": [
-                {
-                    "name": "src",
-                    "type": "webdav",
-                    "options": webdav_server.options,
-                    "secretOptions": list(webdav_server.secret_options),
-                },
-                {"name": "fs", "type": "filesender"},
-            ],
-            "driver": "filesender",
-            "fileSender": {
-                "endpoint": filesender_server.url,
-                "remoteUser": filesender_server.user,
-                "recipients": ["bob@example.org"],
-            },
-        },
+        cluster_spec(filesender_server, write_share(webdav_server)),
         credential=filesender_server.secret,
-        remote_secrets={f"src.{k}": v for k, v in webdav_server.secret_options.items()},
+        remote_secrets=remote_secrets(webdav_server),
     )
 
     status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]
@@ -326,4 +359,4 @@ def test_filesender_transfer_runs_in_a_job_on_the_cluster(
     assert uploaded(filesender_server, transfer_id) == FILES
     assert filesender_server.transfer(transfer_id).status == "available"
     secrets = [filesender_server.secret, *webdav_server.secrets]
-    assert_no_secret(secrets, visible_text(datatx_namespace, name))
+    assert_no_secret_on_cluster(datatx_namespace, name, secrets)

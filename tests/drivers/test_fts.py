@@ -16,7 +16,14 @@ from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.fts import FtsDriver
 from datatx_operator.models import Progress
 from datatx_operator.mover import MoverSettings, supervise
-from tests.drivers.drive import assert_no_secret, context, run, submit, visible_text
+from tests.drivers.drive import (
+    assert_no_secret,
+    assert_no_secret_on_cluster,
+    context,
+    remote_secrets,
+    run,
+    submit,
+)
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.fts3 import FtsServer
 from tests.servers.storage import StorageServer
@@ -60,11 +67,37 @@ def fts_driver(
     return driver
 
 
+def cluster_spec(
+    source: StorageServer, endpoint: str, path: str = "src:data/", **options: object
+) -> dict[str, Any]:
+    """The spec of an FTS3 transfer from the WebDAV `source`, as the bridge submits it."""
+    return {
+        "source": path,
+        "destination": "dst:archive/",
+        "remotes": [
+            {
+                "name": "src",
+                "type": "webdav",
+                "options": source.options,
+                "secretOptions": list(source.secret_options),
+            },
+            {"name": "dst", "type": "webdav", "options": {"url": "https://dst.example.org/"}},
+        ],
+        "driver": "fts",
+        "fts": {"endpoint": endpoint, "pollIntervalSeconds": 1, **options},
+    }
+
+
+def write_source(webdav: StorageServer) -> StorageServer:
+    """The WebDAV server, holding FILES under data/."""
+    for name, data in FILES.items():
+        webdav.write(f"data/{name}", data)
+    return webdav
+
+
 @pytest.fixture
 def source(webdav_server: StorageServer) -> StorageServer:
-    for name, data in FILES.items():
-        webdav_server.write(f"data/{name}", data)
-    return webdav_server
+    return write_source(webdav_server)
 
 
 async def test_directory_is_submitted_file_by_file_and_finishes(
@@ -199,7 +232,7 @@ async def test_wrong_token_is_an_authentication_failure_without_the_token(
         await driver.start()
 
     assert raised.value.reason is Reason.AUTHENTICATION_FAILED
-    assert "403 Forbidden: Invalid credentials" in raised.value.message
+    assert "FTS3 refused the job: 403" in raised.value.message  # no 403 body was recorded
     assert_no_secret([wrong, fts3_server.token, *source.secrets], raised.value.message, caplog.text)
 
 
@@ -257,6 +290,39 @@ async def test_fts_going_away_while_polling_ends_with_a_network_error(
     assert outcome.result.remote_id == driver.job_id
 
 
+async def test_an_unknown_job_answers_the_recorded_404_on_every_endpoint(
+    fts3_server: FtsServer,
+) -> None:
+    """As captured from FTS3 3.13.4 (../shared/reference/fts3/captured-real2.txt)."""
+    job_id = "00000000-0000-0000-0000-000000000000"
+    recorded = {
+        "job_id": job_id,
+        "http_status": "404 Not Found",
+        "http_message": f'No job with the id "{job_id}" has been found',
+    }
+    headers = {"Authorization": f"Bearer {fts3_server.token}"}
+    async with httpx.AsyncClient(base_url=fts3_server.url, headers=headers) as http:
+        for method, path in [("GET", ""), ("GET", "/files"), ("DELETE", "")]:
+            response = await http.request(method, f"/jobs/{job_id}{path}")
+
+            assert (response.status_code, response.json()) == (404, recorded), (method, path)
+
+
+async def test_a_job_fts_no_longer_knows_is_not_found_with_its_message(
+    tmp_path: Path, fts3_server: FtsServer, source: StorageServer
+) -> None:
+    fts3_server.hold = True
+    driver = fts_driver(tmp_path, fts3_server, source)
+    await driver.start()
+    with fts3_server.lock:
+        del fts3_server.jobs[str(driver.job_id)]
+
+    outcome = await asyncio.wait_for(driver.wait(), 20)
+
+    assert outcome.reason is Reason.NOT_FOUND
+    assert f'No job with the id "{driver.job_id}" has been found' in outcome.message
+
+
 async def test_missing_source_is_not_found(
     tmp_path: Path, fts3_server: FtsServer, source: StorageServer
 ) -> None:
@@ -294,23 +360,9 @@ def test_fts_transfer_runs_in_a_job_on_the_cluster(
     run_operator(datatx_namespace)
     name = submit(
         datatx_namespace,
-        {
-            "source": "src:data/",
-            "destination": "dst:archive/",
-            "remotes": [
-                {
-                    "name": "src",
-                    "type": "webdav",
-                    "options": source.options,
-                    "secretOptions": list(source.secret_options),
-                },
-                {"name": "dst", "type": "webdav", "options": {"url": "https://dst.example.org/"}},
-            ],
-            "driver": "fts",
-            "fts": {"endpoint": fts3_server.url, "pollIntervalSeconds": 1},
-        },
+        cluster_spec(source, fts3_server.url),
         credential=fts3_server.token,
-        remote_secrets={f"src.{k}": v for k, v in source.secret_options.items()},
+        remote_secrets=remote_secrets(source),
     )
 
     status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)["status"]
@@ -320,7 +372,7 @@ def test_fts_transfer_runs_in_a_job_on_the_cluster(
     assert status["result"]["remoteId"] == job_id
     assert status["result"]["files"] == 3
     assert fts3_server.job(job_id).state == "FINISHED"
-    assert_no_secret([fts3_server.token, *source.secrets], visible_text(datatx_namespace, name))
+    assert_no_secret_on_cluster(datatx_namespace, name, [fts3_server.token, *source.secrets])
 
 
 def test_cancelling_the_transfer_cancels_the_fts_job_from_the_pod(
@@ -333,23 +385,9 @@ def test_cancelling_the_transfer_cancels_the_fts_job_from_the_pod(
     run_operator(datatx_namespace)
     name = submit(
         datatx_namespace,
-        {
-            "source": "src:data/a.bin",
-            "destination": "dst:archive/",
-            "remotes": [
-                {
-                    "name": "src",
-                    "type": "webdav",
-                    "options": source.options,
-                    "secretOptions": list(source.secret_options),
-                },
-                {"name": "dst", "type": "webdav", "options": {"url": "https://dst.example.org/"}},
-            ],
-            "driver": "fts",
-            "fts": {"endpoint": fts3_server.url, "pollIntervalSeconds": 1},
-        },
+        cluster_spec(source, fts3_server.url, "src:data/a.bin"),
         credential=fts3_server.token,
-        remote_secrets={f"src.{k}": v for k, v in source.secret_options.items()},
+        remote_secrets=remote_secrets(source),
     )
     datatx_namespace.wait_for(
         name, lambda body: bool(fts3_server.jobs) and body["status"]["phase"] == "InProgress"

@@ -8,6 +8,7 @@ import datetime as dt
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pydantic
@@ -15,7 +16,8 @@ import pytest
 
 from datatx_operator.drivers.base import DriverError, Outcome, Reason
 from datatx_operator.drivers.rucio import RucioDriver
-from tests.drivers.drive import assert_no_secret, context, submit, visible_text
+from datatx_operator.models import Progress
+from tests.drivers.drive import assert_no_secret, assert_no_secret_on_cluster, context, submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.rucio import RucioServer
 
@@ -49,6 +51,30 @@ def rucio_driver(
     )
     driver.backoff_seconds = 0.05
     return driver
+
+
+def cluster_spec(rucio: RucioServer, did: str, **options: object) -> dict[str, object]:
+    """The spec of a Rucio transfer of `did` to DST-RSE, as the bridge submits it."""
+    return {
+        "source": f"cern:{did}",
+        "destination": "cern:DST-RSE",
+        "remotes": [{"name": "cern", "type": "rucio"}],
+        "driver": "rucio",
+        "rucio": {
+            "endpoint": rucio.url,
+            "account": rucio.account,
+            "pollIntervalSeconds": 1,
+            **options,
+        },
+    }
+
+
+async def progress_until(driver: RucioDriver, done: Callable[[Progress], bool]) -> Progress:
+    """The driver's progress once `done` holds (it polls the rule every second)."""
+    async with asyncio.timeout(20):
+        while not done(progress := await driver.progress()):  # noqa: ASYNC110 (no event)
+            await asyncio.sleep(0.2)
+    return progress
 
 
 def new_file(rucio: RucioServer, size: int = 1000) -> str:
@@ -151,7 +177,54 @@ async def test_rejected_oidc_token_is_an_authentication_failure(
         await driver.start()
 
     assert raised.value.reason is Reason.AUTHENTICATION_FAILED
+    assert "Rucio refused the oidc token of account root (CannotAuthenticate" in (
+        raised.value.message
+    )
     assert token not in raised.value.message
+
+
+async def test_an_accepted_oidc_token_creates_the_rule(
+    tmp_path: Path, rucio_server: RucioServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = rucio_server.oidc_token()
+    did = new_file(rucio_server)
+    driver = rucio_driver(tmp_path, rucio_server, did, credential=token, auth_type="oidc")
+
+    waiting = await started(driver)
+
+    rule = rucio_server.rule(str(driver.rule_id))
+    assert (rule["scope"], rule["name"]) == tuple(did.split(":"))
+    assert (rule["account"], rule["rse_expression"]) == (rucio_server.account, "DST-RSE")
+    assert await driver.cancel() is True, "the OIDC token also deletes the rule"
+    assert (await asyncio.wait_for(waiting, 10)).reason is Reason.CANCELLED
+    assert_no_secret([token], caplog.text)
+
+
+async def test_dataset_progress_counts_the_rule_locks(
+    tmp_path: Path, rucio_server: RucioServer
+) -> None:
+    did = rucio_server.dataset(f"dataset-{uuid.uuid4().hex[:12]}", files=3, size=1000)
+    rucio_server.conveyor()  # earlier tests' queued transfers done: the next one is ours
+    driver = rucio_driver(tmp_path, rucio_server, did)
+    waiting = await started(driver)
+
+    replicating = await progress_until(driver, lambda p: p.total_files > 0)
+    assert (replicating.files, replicating.total_files, replicating.percent) == (0, 3, 0)
+
+    rucio_server.conveyor(bulk=1)  # one file's transfer: one lock OK, the rule still waits
+    part = await progress_until(driver, lambda p: p.files > 0)
+    assert (part.files, part.total_files, part.percent) == (1, 3, 33)
+    assert rucio_server.rule(str(driver.rule_id))["state"] == "REPLICATING"
+    assert not waiting.done()
+
+    rucio_server.conveyor()
+    outcome = await asyncio.wait_for(waiting, 30)
+
+    assert outcome.succeeded, outcome.message
+    assert (outcome.result.files, outcome.result.bytes) == (3, 3000)
+    done = await driver.progress()
+    assert (done.files, done.total_files, done.percent) == (3, 3, 100)
 
 
 async def test_cancel_deletes_the_rule_softly(tmp_path: Path, rucio_server: RucioServer) -> None:
@@ -229,17 +302,7 @@ def test_rucio_transfer_runs_in_a_job_on_the_cluster(
     run_operator(datatx_namespace)
     name = submit(
         datatx_namespace,
-        {
-            "source": f"cern:{did}",
-            "destination": "cern:DST-RSE",
-            "remotes": [{"name": "cern", "type": "rucio"}],
-            "driver": "rucio",
-            "rucio": {
-                "endpoint": rucio_server.url,
-                "account": rucio_server.account,
-                "pollIntervalSeconds": 1,
-            },
-        },
+        cluster_spec(rucio_server, did),
         credential=rucio_server.credential,
         remote_secrets={},
     )
@@ -262,4 +325,4 @@ def test_rucio_transfer_runs_in_a_job_on_the_cluster(
     assert status["result"]["remoteId"] == rule["id"]
     assert (status["result"]["files"], status["result"]["bytes"]) == (1, 2048)
     assert rucio_server.rule(str(rule["id"]))["state"] == "OK"
-    assert_no_secret([rucio_server.password], visible_text(datatx_namespace, name))
+    assert_no_secret_on_cluster(datatx_namespace, name, [rucio_server.password])

@@ -198,8 +198,19 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def datatx_crd(cluster: Cluster) -> None:
+    """The CRD applied and Established. Polled rather than `kubectl wait`, which can fail
+    at once while a just-created CRD has no conditions yet on a loaded machine."""
     cluster.kubectl("apply", "--server-side", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{api.PLURAL}.{api.GROUP}")
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        shown = cluster.kubectl(
+            "get", f"crd/{api.PLURAL}.{api.GROUP}", "-o", f"jsonpath={established}", check=False
+        )
+        if shown.stdout.strip() == "True":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the DataTransfer CRD did not become Established within 120 s")
 
 
 @pytest.fixture

@@ -8,10 +8,12 @@ arguments but `signature` sorted as `k=v` joined by `&`, then `&` and the raw bo
 a timestamp older than 15 s is refused with `auth_remote_too_late`. Errors are FileSender's
 `{"message", "uid", "details"}`, with HTTP 500 for the auth exceptions (they carry no code).
 
-Chunks are checked as FileSender does (file size, offset and chunk size headers, chunk size
-limit, bounds) and stored; a file completes only when all its bytes arrived. Tests can make
-chunk uploads fail (`fail_chunks`: "503" answers 503, "drop" closes the connection
-unanswered) and move the server's clock (`clock_offset`). It runs on its own thread.
+The transfer object carries no status field (the reference: progress is what the uploader
+counted); the server keeps the state for itself. Chunks are checked as FileSender does
+(file size, offset and chunk size headers, chunk size limit, bounds) and stored; a file
+completes only when all its bytes arrived. Tests can make chunk uploads fail
+(`fail_chunks`: "503" answers 503, "drop" closes the connection unanswered) and move the
+server's clock (`clock_offset`). It runs on its own thread.
 """
 
 from __future__ import annotations
@@ -205,7 +207,6 @@ class FileSenderServer:
             "message": transfer.body.get("message", ""),
             "expires": {"raw": transfer.body["expires"]},
             "options": transfer.body.get("options", []),
-            "status": transfer.status,
             "files": [
                 {
                     "id": f.id,

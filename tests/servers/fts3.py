@@ -4,8 +4,10 @@ No FTS3 server can be installed here (see ../shared/reference/fts3/FACTS.md), so
 reproduces the recorded answers: the job and file objects with every field the real server
 returns, `POST /jobs` -> `{"job_id"}`, 400 for `file://` URLs, 404 with `http_message` for an
 unknown job, `DELETE` of an active job -> `CANCELED`, of a terminal job -> HTTP 200 with
-`"http_status": "304 Not Modified"` in the body. Authentication errors use the bodies of
-the FTS3 REST auth middleware (401 without a token, 403 for a token it rejects).
+`"http_status": "304 Not Modified"` in the body. The reference records no answer to a
+missing or rejected token, nor to a body that is not JSON: for those this server answers
+401, 403 and 400 in the shape of the recorded 400 (`{"status", "message"}`) with texts of
+its own, and tests must assert no more of them than the status code.
 
 It moves no bytes. Tests drive the jobs: each `plan` gives the end state (and reason) of the
 files of the next job; every GET of a job moves one more file to its end state, and a job
@@ -116,6 +118,7 @@ class FtsServer:
             injected = self.fail_next.pop(0) if self.fail_next else None
         if injected is not None:
             return _error(injected, HTTPStatus(injected).phrase, "injected failure")
+        # Not in the reference (no 401/403 was recorded): shape of the recorded 400, own text.
         if not header.startswith("Bearer "):
             return _error(401, "Unauthorized", "A valid X509 certificate or proxy is needed")
         if header.removeprefix("Bearer ") != self.token:
@@ -134,6 +137,7 @@ class FtsServer:
             if not isinstance(files, list) or not files:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
+            # Not in the reference (only the file:// 400 was recorded): the text is our own.
             return _error(400, "Bad Request", "Badly formatted JSON request")
         for entry in files:
             for url in [*entry.get("sources", []), *entry.get("destinations", [])]:
@@ -301,8 +305,7 @@ class FtsServer:
         with self.lock:
             job = self._lookup(request)
             if job is None:
-                job_id = request.match_info["job_id"]
-                return _error(404, "Not Found", f'No job with the id "{job_id}" has been found')
+                return _missing(request.match_info["job_id"])
             return _json([dict(record) for record in job.files])
 
     async def _cancel(self, request: web.Request) -> web.Response:
@@ -366,6 +369,7 @@ def _error(status: int, name: str, message: str) -> web.Response:
 
 
 def _missing(job_id: str) -> web.Response:
+    """The recorded 404 for an unknown job id, on every /jobs/{id} endpoint."""
     return _json(
         {
             "job_id": job_id,

@@ -62,6 +62,7 @@ class RucioServer:
         return f"{USERNAME}:{self.password}"
 
     def tool(self, *args: str) -> str:
+        """Run rucio_tool.py in Rucio's venv; its stdout."""
         completed = subprocess.run(
             [str(self.python), "-P", str(TOOL), *args],  # -P: not this folder first
             env=self.env,
@@ -72,18 +73,27 @@ class RucioServer:
         )
         if completed.returncode != 0:
             raise RuntimeError(f"rucio_tool {args[0]} failed:\n{completed.stderr[-3000:]}")
-        return completed.stderr
+        return completed.stdout
 
     def upload(self, name: str, size: int = 1000) -> str:
         """A new file DID `test:<name>` with one replica on SRC-RSE."""
         self.tool("upload", str(self.root), name, str(size))
         return f"test:{name}"
 
-    def conveyor(self) -> float:
-        """One pass of the conveyor daemons; the seconds it took."""
+    def dataset(self, name: str, files: int, size: int = 1000) -> str:
+        """A new dataset DID `test:<name>` of `files` new files, each on SRC-RSE."""
+        self.tool("dataset", str(self.root), name, str(files), str(size))
+        return f"test:{name}"
+
+    def conveyor(self, bulk: int | None = None) -> float:
+        """One pass of the conveyor daemons (at most `bulk` transfers submitted); seconds."""
         started = time.monotonic()
-        self.tool("conveyor")
+        self.tool("conveyor", *([] if bulk is None else [str(bulk)]))
         return time.monotonic() - started
+
+    def oidc_token(self) -> str:
+        """An OIDC access token of the account that Rucio accepts (see rucio_tool.py)."""
+        return self.tool("oidc-token", ACCOUNT).strip().splitlines()[-1]
 
     def set_rule_state(self, rule_id: str, state: str) -> None:
         self.tool("rule-state", rule_id, state)
