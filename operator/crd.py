@@ -133,12 +133,19 @@ def _immutability_rules(spec: dict[str, Any]) -> list[dict[str, str]]:
     required = set(spec.get("required", []))
     rules = []
     for field in spec["properties"]:
+        always_present = field in required or "default" in spec["properties"][field]
         if field in ONE_WAY_RULES:
+            if not always_present:
+                # A field's own rules run only while old and new both hold it: removing
+                # the field (a null in a merge patch) would skip them.
+                rules.append(
+                    {
+                        "rule": f"!has(oldSelf.{field}) || has(self.{field})",
+                        "message": f"{field} cannot be removed",
+                    }
+                )
             continue
-        if field in required or "default" in spec["properties"][field]:
-            rule = f"self.{field} == oldSelf.{field}"
-        else:
-            rule = unchanged(field)
+        rule = f"self.{field} == oldSelf.{field}" if always_present else unchanged(field)
         rules.append({"rule": rule, "message": f"{field} is immutable"})
     return rules
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from datatx_operator.transitions import parse_time
 
 Key = tuple[str, str]  # (namespace, name)
 
 
 def key_of(body: dict[str, Any]) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 TERMINAL = frozenset(
@@ -46,9 +44,9 @@ class Entry:
         has_credential = bool(spec.get("credentialsRef", {}).get("credential"))
         started = bool(status.get("job"))
         if terminal:
-            deadline = _parse_time(status.get("cacheExpiry"))
+            deadline = parse_time(status.get("cacheExpiry"))
         elif phase == "WaitingForInviteAcceptance":
-            deadline = _parse_time((status.get("invite") or {}).get("deadline"))
+            deadline = parse_time((status.get("invite") or {}).get("deadline"))
         else:
             deadline = None
         return cls(
@@ -87,7 +85,12 @@ class TransferIndex:
         self._claimed.add(key)
 
     def release(self, key: Key) -> None:
+        """`key` holds no slot from now, before the watch shows its end: the caller frees
+        the slot for the next in line at once, and no later event would kick that one."""
         self._claimed.discard(key)
+        entry = self._entries.get(key)
+        if entry is not None and entry.holds_slot:
+            self._entries[key] = replace(entry, holds_slot=False)
 
     def _running(self) -> set[Key]:
         observed = {key for key, entry in self._entries.items() if entry.holds_slot}

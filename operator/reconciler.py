@@ -39,6 +39,7 @@ from datatx_operator.transitions import (
     SUCCEEDED,
     StatusPatch,
     now,
+    parse_time,
     rfc3339,
 )
 
@@ -193,7 +194,9 @@ class Reconciler:
         )
         if retry:
             patch = transfer.patch().phase(Phase.PENDING, "Retrying", "retry requested")
-            patch.set(completionTime=None, cacheExpiry=None, result=None, attempts=0)
+            patch.set(
+                startTime=None, completionTime=None, cacheExpiry=None, result=None, attempts=0
+            )
             patch.condition(SUCCEEDED, False, "Retrying", "a new run was requested")
             await self._write(transfer, patch, "Retrying", "retry requested: new run")
             self.trigger(transfer.key)
@@ -319,6 +322,12 @@ class Reconciler:
         complete = job_condition(job, "Complete")
         failed = job_condition(job, "Failed")
         patch = transfer.patch().set(attempts=max(attempts, transfer.status.attempts))
+        started = transfer.status.start_time
+        if started is None and (complete or failed or int(job_status.get("ready") or 0) > 0):
+            # The Job controller's clock, not the moment we noticed: a run that ended fast
+            # or while the operator was down still gets its start time.
+            started = parse_time(job_status.get("startTime")) or now()
+            patch.set(startTime=rfc3339(started))
         if complete:
             result = report.result if report else transfer.status.result
             if result is not None:
@@ -326,7 +335,7 @@ class Reconciler:
                 self.metrics.bytes_moved.labels(spec.driver.value).inc(result.bytes)
             patch.condition(SUCCEEDED, True, "Finished", "all data copied")
             message = report.message if report and report.message else "transfer finished"
-            await self._end(transfer, patch, Phase.FINISHED, "Finished", message)
+            await self._end(transfer, patch, Phase.FINISHED, "Finished", message, started)
         elif failed:
             reason = report.reason if report else _job_failure_reason(failed)
             message = report.message if report else str(failed.get("message", "the run failed"))
@@ -334,14 +343,17 @@ class Reconciler:
                 patch.set(result=report.result.dump())
             patch.condition(SUCCEEDED, False, reason, message)
             await self._end(
-                transfer, patch, Phase.FAILED, reason, f"{message} (after {attempts} attempts)"
+                transfer,
+                patch,
+                Phase.FAILED,
+                reason,
+                f"{message} (after {attempts} attempts)",
+                started,
             )
         elif (
             int(job_status.get("ready") or 0) > 0 and transfer.status.phase is not Phase.IN_PROGRESS
         ):
             patch.phase(Phase.IN_PROGRESS, "Running", f"attempt {attempts} running")
-            if transfer.status.start_time is None:
-                patch.set(startTime=rfc3339(now()))
             patch.condition(RUNNING, True, "Running", f"attempt {attempts}")
             await self._write(transfer, patch, "Running", f"attempt {attempts} running")
         elif attempts != transfer.status.attempts:
@@ -381,10 +393,17 @@ class Reconciler:
     # -- endings --------------------------------------------------------------------------
 
     async def _end(
-        self, transfer: Transfer, patch: StatusPatch, phase: Phase, reason: str, message: str
+        self,
+        transfer: Transfer,
+        patch: StatusPatch,
+        phase: Phase,
+        reason: str,
+        message: str,
+        started: dt.datetime | None = None,
     ) -> None:
         """Enter a terminal phase: stamp times, start the cache clock, destroy what is no
-        longer needed, free the slot and let the next queued transfer in."""
+        longer needed, free the slot and let the next queued transfer in. `started` is the
+        run's start when this same patch sets it."""
         spec = transfer.spec
         ended = now()
         patch.phase(phase, reason, message)
@@ -403,7 +422,7 @@ class Reconciler:
             await self._destroy_credentials(transfer, spec, patch)
         if spec is not None:
             self.metrics.finished.labels(phase.value, spec.driver.value).inc()
-            started = transfer.status.start_time
+            started = started or transfer.status.start_time
             if started is not None:
                 self.metrics.duration.labels(spec.driver.value, phase.value).observe(
                     (ended - started).total_seconds()

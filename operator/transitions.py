@@ -28,6 +28,11 @@ def rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: str | None) -> dt.datetime | None:
+    """An RFC 3339 time as the API server writes it; None or empty: no time."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
 @dataclass
 class StatusPatch:
     """Changes to one transfer's status, rendered as one merge patch."""

@@ -62,12 +62,16 @@ def submit(
     destination_path: str,
     *,
     credential: bool = True,
+    credential_secret: bool = True,
     invitee: Invitee | None = None,
     retries: int = 2,
     rclone: RcloneOptions | None = None,
     name: str | None = None,
 ) -> str:
-    """Create a transfer copying `source:source_path` to `destination:destination_path`."""
+    """Create a transfer copying `source:source_path` to `destination:destination_path`.
+
+    `credential_secret=False` references the credential Secret but leaves it to the test
+    (`add_credential`): until then the mover pod cannot start."""
     name = name or f"dt-{uuid.uuid4().hex[:12]}"
     spec = DataTransferSpec(
         source=f"src:{source_path}",
@@ -98,25 +102,26 @@ def submit(
     if source.secret_options:
         secrets = {api.remote_secret_key("src", k): v for k, v in source.secret_options.items()}
         _secret(namespace, api.remotes_secret_name(name), created, secrets)
-    if credential:
-        _secret(
-            namespace,
-            api.credential_secret_name(name),
-            created,
-            {api.SECRET_KEY_CREDENTIAL: destination.credential},
-        )
+    if credential and credential_secret:
+        add_credential(namespace, name, destination.credential, created)
     return name
+
+
+def add_credential(
+    namespace: Namespace, name: str, credential: str, owner: dict[str, Any] | None = None
+) -> None:
+    """The transfer's credential Secret, owned by the transfer."""
+    _secret(
+        namespace,
+        api.credential_secret_name(name),
+        owner or namespace.get(name),
+        {api.SECRET_KEY_CREDENTIAL: credential},
+    )
 
 
 def accept(namespace: Namespace, name: str, credential: str) -> None:
     """What the bridge does on AcceptInvite (after checking the token)."""
-    created = namespace.get(name)
-    _secret(
-        namespace,
-        api.credential_secret_name(name),
-        created,
-        {api.SECRET_KEY_CREDENTIAL: credential},
-    )
+    add_credential(namespace, name, credential)
     namespace.patch_spec(
         name,
         {

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from datatx_operator import crd
-from localcluster.launcher import Cluster, KubectlError
+from datatx_operator import api, crd
+from localcluster.launcher import KubectlError
 from tests.servers.datatx import CHART, CRD, Namespace
 
 
@@ -62,29 +64,72 @@ def test_bad_resources_are_refused_and_nothing_is_created(
     assert not datatx_namespace.exists("datatransfers.datatx.io", name)
 
 
+def _create(namespace: Namespace, **spec_changes: object) -> str:
+    name = f"dt-{uuid.uuid4().hex[:8]}"
+    namespace.cluster.kubectl(
+        "create", "-n", namespace.name, "-f", "-", input=_transfer(name, **spec_changes)
+    )
+    return name
+
+
 @pytest.mark.parametrize(
-    ("patch", "message"),
+    ("before", "patch", "message"),
     [
-        ({"source": "src:/elsewhere"}, "source is immutable"),
-        ({"requester": {"user": "mallory"}}, "requester is immutable"),
-        ({"restarts": -1}, "restarts"),
+        ({}, {"source": "src:/elsewhere"}, "source is immutable"),
+        ({}, {"requester": {"user": "mallory"}}, "requester is immutable"),
+        ({"restarts": 2}, {"restarts": 1}, "restarts only grows"),
     ],
 )
 def test_immutable_fields_cannot_change(
-    datatx_namespace: Namespace, patch: dict[str, Any], message: str
+    datatx_namespace: Namespace,
+    before: dict[str, Any],
+    patch: dict[str, Any],
+    message: str,
 ) -> None:
-    cluster: Cluster = datatx_namespace.cluster
-    name = f"imm-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name))
+    name = _create(datatx_namespace)
+    if before:
+        datatx_namespace.patch_spec(name, before)
     with pytest.raises(KubectlError, match=message):
         datatx_namespace.patch_spec(name, patch)
-    assert datatx_namespace.get(name)["spec"]["source"] == "src:/data"
+    spec = datatx_namespace.get(name)["spec"]
+    assert spec["source"] == "src:/data"
+    assert spec["restarts"] == before.get("restarts", 0)
+
+
+@pytest.mark.parametrize(
+    ("created", "erase", "message", "kept"),
+    [
+        (
+            {},
+            {"invite": None},
+            "invite cannot be removed",
+            lambda spec: spec["invite"]["response"] == "Declined",
+        ),
+        (
+            {"credentialsRef": {"credential": "dt-x-credential"}},
+            {"credentialsRef": None},
+            "credentialsRef cannot be removed",
+            lambda spec: spec["credentialsRef"]["credential"] == "dt-x-credential",
+        ),
+    ],
+)
+def test_answers_cannot_be_erased_by_removing_their_parent(
+    datatx_namespace: Namespace,
+    created: dict[str, object],
+    erase: dict[str, object],
+    message: str,
+    kept: Callable[[dict[str, Any]], bool],
+) -> None:
+    """Field rules only run when old and new both hold the field: a null would skip them."""
+    name = _create(datatx_namespace, **created)
+    datatx_namespace.patch_spec(name, {"invite": {"response": "Declined"}})
+    with pytest.raises(KubectlError, match=message):
+        datatx_namespace.patch_spec(name, erase)
+    assert kept(datatx_namespace.get(name)["spec"])
 
 
 def test_answers_and_cancels_are_one_way(datatx_namespace: Namespace) -> None:
-    cluster = datatx_namespace.cluster
-    name = f"oneway-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name))
+    name = _create(datatx_namespace)
 
     def patch(body: dict[str, object]) -> None:
         datatx_namespace.patch_spec(name, body)
@@ -105,3 +150,34 @@ def test_answers_and_cancels_are_one_way(datatx_namespace: Namespace) -> None:
         1,
         True,
     )
+
+
+def _table(namespace: Namespace, *args: str) -> dict[str, str]:
+    """`kubectl get` as a user types it: the first row, cut at the header's column starts
+    (empty cells, e.g. a phase not yet set, keep their place)."""
+    out = namespace.cluster.kubectl("get", *args, "-n", namespace.name).stdout
+    header, row = out.splitlines()[:2]
+    starts = [match.start() for match in re.finditer(r"\S+", header)]
+    ends = [*starts[1:], None]
+    return {
+        column: row[start:end].strip()
+        for column, start, end in zip(header.split(), starts, ends, strict=True)
+    }
+
+
+def test_short_name_category_and_printer_columns(datatx_namespace: Namespace) -> None:
+    name = _create(datatx_namespace)
+    brief = ["NAME", "PHASE", "DRIVER", "PROGRESS", "BYTES", "AGE"]
+    wide = [*brief, "REASON", "ATTEMPTS", "SOURCE", "DESTINATION", "MESSAGE"]
+
+    table = _table(datatx_namespace, api.SHORT_NAME)
+    assert list(table) == brief
+    assert (table["NAME"], table["DRIVER"]) == (name, "rclone")
+
+    table = _table(datatx_namespace, api.SHORT_NAME, "-o", "wide")
+    assert list(table) == wide
+    assert (table["SOURCE"], table["DESTINATION"]) == ("src:/data", "dst:/out")
+
+    table = _table(datatx_namespace, api.CATEGORY)
+    assert list(table) == brief
+    assert (table["NAME"], table["DRIVER"]) == (name, "rclone")

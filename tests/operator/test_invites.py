@@ -9,6 +9,7 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 from datatx_operator.models import Invitee
+from tests.operator.observe import metric
 from tests.operator.submit import accept, decline, submit
 from tests.servers.datatx import Namespace, OperatorFactory, OperatorProcess
 from tests.servers.notify import Mailbox, Webhook
@@ -54,7 +55,7 @@ def test_accepted_invite_starts_the_transfer(
     tmp_path_factory: object,
 ) -> None:
     webdav_server.write("shared/paper.pdf", b"%PDF-1.7 results")
-    _operator(datatx_namespace, run_operator, smtp_server, tmp_path_factory)
+    operator = _operator(datatx_namespace, run_operator, smtp_server, tmp_path_factory)
     invitee = Invitee(name="Bob", email="bob@dest.example", webhook_url=webhook_receiver.url)
     name = submit(
         datatx_namespace,
@@ -87,6 +88,8 @@ def test_accepted_invite_starts_the_transfer(
     expected = hmac.new(SIGNING_KEY.encode(), f"{timestamp}.".encode() + call.body, hashlib.sha256)
     assert hmac.compare_digest(signature, expected.hexdigest())
     assert sorted(waiting["status"]["invite"]["notified"]) == ["email", "webhook"]
+    assert metric(operator, "datatx_invites_total", event="sent") == 1
+    assert metric(operator, "datatx_invites_total", event="accepted") == 0
 
     accept(datatx_namespace, name, s3_server.credential)
     done = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)
@@ -96,6 +99,7 @@ def test_accepted_invite_starts_the_transfer(
     assert "tokenSha256" not in done["status"]["invite"], "a used token is destroyed"
     conditions = {c["type"]: c["reason"] for c in done["status"]["conditions"]}
     assert conditions["Accepted"] == "InviteAccepted"
+    assert metric(operator, "datatx_invites_total", event="accepted") == 1
 
 
 def test_declined_invite_deletes_the_transfer(
@@ -106,7 +110,7 @@ def test_declined_invite_deletes_the_transfer(
     s3_server: StorageServer,
     tmp_path_factory: object,
 ) -> None:
-    _operator(datatx_namespace, run_operator, smtp_server, tmp_path_factory)
+    operator = _operator(datatx_namespace, run_operator, smtp_server, tmp_path_factory)
     name = submit(
         datatx_namespace,
         webdav_server,
@@ -118,6 +122,7 @@ def test_declined_invite_deletes_the_transfer(
     )
     datatx_namespace.wait_for(name, lambda b: (b.get("status") or {}).get("reason") == "InviteSent")
     smtp_server.next()
+    assert metric(operator, "datatx_invites_total", event="declined") == 0
 
     decline(datatx_namespace, name)
     status = datatx_namespace.wait_phase(name, "InviteDeclined")["status"]
@@ -127,6 +132,8 @@ def test_declined_invite_deletes_the_transfer(
     assert not datatx_namespace.exists("secret", f"{name}-remotes"), "credentials destroyed"
     reasons = [event["reason"] for event in datatx_namespace.events(name)]
     assert {"InviteSent", "InviteDeclined"} <= set(reasons)
+    assert metric(operator, "datatx_invites_total", event="declined") == 1
+    assert metric(operator, "datatx_invites_total", event="sent") == 1
 
 
 def test_unanswered_invite_expires(

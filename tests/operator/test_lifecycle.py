@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
+from datatx_operator.index import TERMINAL
 from datatx_operator.models import RcloneOptions
-from tests.operator.submit import destroy, submit
+from datatx_operator.transitions import parse_time
+from tests.operator.observe import metric
+from tests.operator.submit import add_credential, destroy, submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.storage import StorageServer
 
@@ -72,50 +77,130 @@ def test_destroy_during_a_copy_stops_the_pod_and_destroys_the_credentials(
     assert conditions["CredentialsDestroyed"] == "True"
 
 
+def _statuses(namespace: Namespace, names: list[str]) -> list[dict[str, Any]]:
+    """The transfers' statuses in one list call: one consistent snapshot, unlike one get
+    per transfer, in which a run could be seen ending after the next was seen starting."""
+    out = namespace.cluster.kubectl(
+        "get", "datatransfers.datatx.io", "-n", namespace.name, "-o", "json"
+    )
+    by_name = {item["metadata"]["name"]: item for item in json.loads(out.stdout)["items"]}
+    return [by_name[name].get("status") or {} for name in names]
+
+
+@dataclass
+class QueueRun:
+    """What a poller saw while queued transfers ran, then their final statuses."""
+
+    names: list[str]
+    most_running: int = 0
+    queued: dict[str, set[str]] = field(default_factory=dict)  # name: its Queued messages
+    final: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_queued(
+    namespace: Namespace,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+    count: int,
+    rclone: RcloneOptions | None = None,
+) -> QueueRun:
+    """Submit `count` transfers at once and poll them until all have ended."""
+    for index in range(count):
+        webdav_server.write(f"q{index}/f.bin", os.urandom(3 * 1024 * 1024))
+    run = QueueRun(
+        [
+            submit(namespace, webdav_server, f"/q{i}", s3_server, f"/bucket/q{i}", rclone=rclone)
+            for i in range(count)
+        ]
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        statuses = _statuses(namespace, run.names)
+        running = sum(
+            1 for s in statuses if s.get("job") and s.get("phase") in ("Pending", "InProgress")
+        )
+        run.most_running = max(run.most_running, running)
+        for name, status in zip(run.names, statuses, strict=True):
+            if status.get("reason") == "Queued":
+                run.queued.setdefault(name, set()).add(status["message"])
+        if all(s.get("phase") in TERMINAL for s in statuses):
+            break
+        time.sleep(0.3)
+    run.final = [namespace.get(name)["status"] for name in run.names]
+    assert [s["phase"] for s in run.final] == ["Finished"] * count, run.final
+    return run
+
+
 def test_a_cap_on_running_transfers_queues_the_rest_in_order(
     datatx_namespace: Namespace,
     run_operator: OperatorFactory,
     webdav_server: StorageServer,
     s3_server: StorageServer,
 ) -> None:
-    for index in range(5):
-        webdav_server.write(f"q{index}/f.bin", os.urandom(3 * 1024 * 1024))
     run_operator(datatx_namespace, DATATX_MAX_RUNNING_PER_NAMESPACE="2")
-    names = [
-        submit(
-            datatx_namespace,
-            webdav_server,
-            f"/q{index}",
-            s3_server,
-            f"/bucket/q{index}",
-            rclone=RcloneOptions(bandwidth_limit="4M"),
-        )
-        for index in range(5)
-    ]
-    time.sleep(0.5)
+    run = _run_queued(
+        datatx_namespace, webdav_server, s3_server, 5, RcloneOptions(bandwidth_limit="4M")
+    )
 
-    most_running = 0
-    queued_seen = set()
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        bodies = [datatx_namespace.get(name) for name in names]
-        statuses = [body.get("status") or {} for body in bodies]
-        running = sum(
-            1 for s in statuses if s.get("job") and s.get("phase") in ("Pending", "InProgress")
-        )
-        most_running = max(most_running, running)
-        queued_seen |= {
-            n for n, s in zip(names, statuses, strict=True) if s.get("reason") == "Queued"
-        }
-        if all(s.get("phase") == "Finished" for s in statuses):
-            break
-        time.sleep(0.3)
-
-    assert all(datatx_namespace.get(name)["status"]["phase"] == "Finished" for name in names)
-    assert most_running == 2
-    assert queued_seen >= set(names[2:])
-    starts = [datatx_namespace.get(name)["status"]["startTime"] for name in names]
+    assert run.most_running == 2
+    assert set(run.queued) >= set(run.names[2:])
+    assert any(f"in namespace {datatx_namespace.name}" in m for m in run.queued[run.names[-1]])
+    starts = [status["startTime"] for status in run.final]
     assert starts == sorted(starts), "queued transfers start in the order they came"
+
+
+def test_the_overall_cap_runs_one_at_a_time_in_order(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+) -> None:
+    run_operator(
+        datatx_namespace, DATATX_MAX_RUNNING_TOTAL="1", DATATX_MAX_RUNNING_PER_NAMESPACE="10"
+    )
+    run = _run_queued(datatx_namespace, webdav_server, s3_server, 3)
+
+    assert run.most_running == 1
+    assert set(run.queued) == set(run.names[1:]), "all but the first waited"
+    for name in run.names[1:]:
+        assert any("of at most 1 transfers are running" in m for m in run.queued[name]), name
+    for earlier, later in itertools.pairwise(run.final):
+        assert earlier["completionTime"] <= later["startTime"], (  # both RFC 3339, UTC
+            "the next one starts only after the previous one ended"
+        )
+
+
+def test_a_run_that_ends_while_the_operator_is_down_keeps_its_start_time(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+) -> None:
+    webdav_server.write("s/f.txt", b"small and fast")
+    operator = run_operator(datatx_namespace)
+    name = submit(
+        datatx_namespace, webdav_server, "/s", s3_server, "/bucket/s", credential_secret=False
+    )
+    datatx_namespace.wait_for(name, lambda b: bool((b.get("status") or {}).get("job")))
+    operator.kill()
+    assert "startTime" not in datatx_namespace.get(name)["status"], "its pod waits for a Secret"
+
+    add_credential(datatx_namespace, name, s3_server.credential)
+    datatx_namespace.cluster.kubectl(
+        "wait", "-n", datatx_namespace.name, "--for=condition=Complete", f"job/{name}-run0"
+    )
+    operator.start()
+    status = datatx_namespace.wait_phase(name, "Finished", "Failed")["status"]
+
+    assert status["phase"] == "Finished", status
+    started, completed = parse_time(status["startTime"]), parse_time(status["completionTime"])
+    assert started is not None
+    assert completed is not None
+    assert started <= completed
+    labels = {"driver": "rclone", "phase": "Finished"}
+    assert metric(operator, "datatx_transfer_duration_seconds_count", **labels) == 1
+    took = metric(operator, "datatx_transfer_duration_seconds_sum", **labels)
+    assert took == (completed - started).total_seconds()
 
 
 def test_sigkill_of_the_operator_loses_nothing_and_starts_nothing_twice(

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from datatx_operator.models import RcloneOptions
+from tests.operator.observe import metric, transfer_events
 from tests.operator.submit import submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.storage import StorageServer
@@ -35,8 +37,16 @@ def test_folder_from_webdav_to_s3(
     s3_server: StorageServer,
 ) -> None:
     sent = _nested_folder(webdav_server, "project")
-    run_operator(datatx_namespace)
-    name = submit(datatx_namespace, webdav_server, "/project", s3_server, "/bucket/copy")
+    operator = run_operator(datatx_namespace)
+    # Slow enough (about 2 s) for the operator to see the pod running.
+    name = submit(
+        datatx_namespace,
+        webdav_server,
+        "/project",
+        s3_server,
+        "/bucket/copy",
+        rclone=RcloneOptions(bandwidth_limit="1M"),
+    )
 
     body = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=180)
 
@@ -53,6 +63,16 @@ def test_folder_from_webdav_to_s3(
     assert conditions["Succeeded"] == "True"
     assert conditions["CredentialsDestroyed"] == "True"
     assert not datatx_namespace.exists("secret", f"{name}-credential")
+    events = transfer_events(datatx_namespace, name, "Finished")
+    assert [e["reason"] for e in events] == ["Starting", "Running", "Finished"]
+    assert {e["type"] for e in events} == {"Normal"}
+    rclone = {"driver": "rclone"}
+    assert metric(operator, "datatx_runs_started_total", **rclone) == 1
+    assert metric(operator, "datatx_bytes_moved_total", **rclone) == status["result"]["bytes"]
+    ended = {**rclone, "phase": "Finished"}
+    assert metric(operator, "datatx_transfers_ended_total", **ended) == 1
+    assert metric(operator, "datatx_transfer_duration_seconds_count", **ended) == 1
+    assert metric(operator, "datatx_transfers", phase="Finished") == 1
 
 
 def test_folder_from_wsgidav_to_sftp_and_a_single_file_with_a_common_hash(
@@ -101,7 +121,7 @@ def test_a_broken_endpoint_fails_with_a_reason_after_the_retries(
         secret_options=sftp_server.secret_options,
         credential=sftp_server.credential,
     )
-    run_operator(datatx_namespace)
+    operator = run_operator(datatx_namespace)
     name = submit(datatx_namespace, webdav_server, "/data", broken, "/x", retries=1)
 
     status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=240)["status"]
@@ -111,6 +131,14 @@ def test_a_broken_endpoint_fails_with_a_reason_after_the_retries(
     assert "connection refused" in status["message"].lower()
     assert status["attempts"] == 2
     assert datatx_namespace.exists("secret", f"{name}-credential"), "kept for a retry"
+    events = transfer_events(datatx_namespace, name, "NetworkError")
+    assert events[0]["reason"] == "Starting"
+    assert (events[-1]["reason"], events[-1]["type"]) == ("NetworkError", "Warning")
+    assert events[-1]["message"] == status["message"]
+    failed = {"driver": "rclone", "phase": "Failed"}
+    assert metric(operator, "datatx_transfers_ended_total", **failed) == 1
+    assert metric(operator, "datatx_transfer_duration_seconds_count", **failed) == 1
+    assert metric(operator, "datatx_bytes_moved_total", driver="rclone") == 0
 
 
 def test_local_remotes_read_the_sites_local_volume_only(
