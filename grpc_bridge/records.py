@@ -23,20 +23,6 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_OWNER_IDP = f"{api.GROUP}/owner-idp"
 ANNOTATION_SHARE_ID = f"{api.GROUP}/cs3-share-id"
-# creationTimestamp has whole seconds only: the bridge records the microsecond of a create,
-# so that lists come oldest first even for transfers created within one second.
-ANNOTATION_CREATED = f"{api.GROUP}/created"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _parse_time(value: Any) -> dt.datetime:
-    if not isinstance(value, str):
-        return EPOCH
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return EPOCH
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
 
 def _parse_status(name: str, raw: Any) -> DataTransferStatus:
@@ -90,9 +76,7 @@ class TransferRecord:
             name=name,
             uid=str(meta.get("uid", "")),
             resource_version=str(meta.get("resourceVersion", "")),
-            created=_parse_time(
-                annotations.get(ANNOTATION_CREATED) or meta.get("creationTimestamp")
-            ),
+            created=api.created_at(meta),
             owner_user=user,
             owner_idp=idp,
             owner_key=owner_key(idp, user),

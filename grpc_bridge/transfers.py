@@ -35,7 +35,6 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.kube import ConflictError, Kube, RejectedError
 from grpc_bridge.records import (
-    ANNOTATION_CREATED,
     ANNOTATION_OWNER_IDP,
     ANNOTATION_SHARE_ID,
     TransferRecord,
@@ -115,7 +114,7 @@ class Transfers:
         labels = {api.LABEL_MANAGED_BY: api.MANAGED_BY, api.LABEL_OWNER_HASH: principal.owner_key}
         if draft.request_id is not None:
             labels[api.LABEL_REQUEST_HASH] = request_hash(principal, draft.request_id)
-        annotations = {ANNOTATION_CREATED: dt.datetime.now(dt.UTC).isoformat()}
+        annotations = {api.ANNOTATION_CREATED: dt.datetime.now(dt.UTC).isoformat()}
         if principal.idp:
             annotations[ANNOTATION_OWNER_IDP] = principal.idp
         if share_id:

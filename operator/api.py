@@ -6,6 +6,10 @@ created before instead of creating a second one.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
 GROUP = "datatx.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -24,6 +28,9 @@ LABEL_TRANSFER = f"{GROUP}/transfer"
 LABEL_OWNER_HASH = f"{GROUP}/owner-hash"
 LABEL_REQUEST_HASH = f"{GROUP}/request-hash"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
+# When the bridge created the transfer, to the microsecond: creationTimestamp has whole
+# seconds only, and first come, first served needs the real order.
+ANNOTATION_CREATED = f"{GROUP}/created"
 ANNOTATION_OWNER = f"{GROUP}/owner"
 ANNOTATION_OWNER_GROUPS = f"{GROUP}/owner-groups"
 
@@ -52,3 +59,21 @@ def job_name(transfer: str, restarts: int) -> str:
 def remote_secret_key(remote: str, option: str) -> str:
     """Key of one secret remote option inside the remotes Secret."""
     return f"{remote}.{option}"
+
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def created_at(metadata: Mapping[str, Any]) -> dt.datetime:
+    """The transfer's creation time: the bridge's annotation, else creationTimestamp (a
+    value that does not parse, set by hand, counts as missing; naive times are UTC)."""
+    annotations = metadata.get("annotations") or {}
+    for value in (annotations.get(ANNOTATION_CREATED), metadata.get("creationTimestamp")):
+        if not isinstance(value, str):
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return EPOCH

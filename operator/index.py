@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
+from datatx_operator import api
 from datatx_operator.transitions import parse_time
 
 Key = tuple[str, str]  # (namespace, name)
@@ -29,7 +30,7 @@ TERMINAL = frozenset(
 
 @dataclass(frozen=True)
 class Entry:
-    created: str
+    created: dt.datetime
     phase: str
     holds_slot: bool
     queued: bool
@@ -50,7 +51,7 @@ class Entry:
         else:
             deadline = None
         return cls(
-            created=body["metadata"].get("creationTimestamp", ""),
+            created=api.created_at(body["metadata"]),
             phase=phase,
             holds_slot=started and not terminal,
             queued=(

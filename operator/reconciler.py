@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from datatx_operator import api, invites, jobs
 from datatx_operator.admission import Admission
+from datatx_operator.drivers.base import Reason
 from datatx_operator.index import Key, TransferIndex, key_of
 from datatx_operator.kube import JsonDict, Kube
 from datatx_operator.metrics import Metrics
@@ -94,6 +95,14 @@ class Transfer:
     def report_of(self, job: str) -> RunReport | None:
         report = self.status.last_run
         return report if report is not None and report.job == job else None
+
+
+def run_succeeded(job: JsonDict, report: RunReport | None) -> bool:
+    """The Job is Complete, or its mover already reported success: the data is copied and
+    checked then, and waiting for the pod's exit and the Job controller would only add
+    seconds to every transfer."""
+    succeeded = report is not None and report.reason == Reason.SUCCEEDED.value
+    return succeeded or job_condition(job, "Complete") is not None
 
 
 def job_condition(job: JsonDict, kind: str) -> JsonDict | None:
@@ -319,7 +328,7 @@ class Reconciler:
         job_status = job.get("status") or {}
         attempts = sum(int(job_status.get(k) or 0) for k in ("failed", "succeeded", "active"))
         report = transfer.report_of(job["metadata"]["name"])
-        complete = job_condition(job, "Complete")
+        complete = run_succeeded(job, report)
         failed = job_condition(job, "Failed")
         patch = transfer.patch().set(attempts=max(attempts, transfer.status.attempts))
         started = transfer.status.start_time
@@ -366,7 +375,7 @@ class Reconciler:
         end as Cancelled once the Job is gone, with what the mover reported."""
         job_name = transfer.status.job
         job = await self.kube.read_job(transfer.namespace, job_name) if job_name else None
-        if job is not None and job_condition(job, "Complete") is None:
+        if job is not None and not run_succeeded(job, transfer.report_of(job["metadata"]["name"])):
             if not job["metadata"].get("deletionTimestamp"):
                 await self.kube.delete_job(transfer.namespace, job["metadata"]["name"])
                 patch = transfer.patch().phase(

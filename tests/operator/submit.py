@@ -4,6 +4,7 @@ invites the way the bridge does, so that operator tests need no bridge."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import uuid
 from typing import Any
@@ -92,7 +93,10 @@ def submit(
     body = {
         "apiVersion": api.API_VERSION,
         "kind": api.KIND,
-        "metadata": {"name": name},
+        "metadata": {
+            "name": name,
+            "annotations": {api.ANNOTATION_CREATED: dt.datetime.now(dt.UTC).isoformat()},
+        },
         "spec": spec.dump(),
     }
     out = namespace.cluster.kubectl(

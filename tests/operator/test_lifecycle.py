@@ -158,7 +158,10 @@ def test_the_overall_cap_runs_one_at_a_time_in_order(
     run_operator(
         datatx_namespace, DATATX_MAX_RUNNING_TOTAL="1", DATATX_MAX_RUNNING_PER_NAMESPACE="10"
     )
-    run = _run_queued(datatx_namespace, webdav_server, s3_server, 3)
+    # Slow enough that each run outlasts the submits, so every queued state is seen.
+    run = _run_queued(
+        datatx_namespace, webdav_server, s3_server, 3, RcloneOptions(bandwidth_limit="1M")
+    )
 
     assert run.most_running == 1
     assert set(run.queued) == set(run.names[1:]), "all but the first waited"
