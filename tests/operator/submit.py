@@ -1,13 +1,14 @@
-"""Create transfers the way the bridge does (CR first, then its owned Secrets), and answer
-invites the way the bridge does, so that operator tests need no bridge."""
+"""Create transfers the way the bridge does (CR first, then its owned Secrets, through the
+API), and answer invites the way the bridge does, so that operator tests need no bridge."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import uuid
 from typing import Any
+
+from kubernetes import client
 
 from datatx_operator import api
 from datatx_operator.models import (
@@ -52,7 +53,7 @@ def _secret(namespace: Namespace, name: str, owner: dict[str, Any], data: dict[s
         },
         "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
-    namespace.cluster.kubectl("create", "-n", namespace.name, "-f", "-", input=json.dumps(body))
+    client.CoreV1Api(namespace.api).create_namespaced_secret(namespace.name, body)
 
 
 def submit(
@@ -99,10 +100,10 @@ def submit(
         },
         "spec": spec.dump(),
     }
-    out = namespace.cluster.kubectl(
-        "create", "-n", namespace.name, "-o", "json", "-f", "-", input=json.dumps(body)
+    custom = client.CustomObjectsApi(namespace.api)
+    created: dict[str, Any] = custom.create_namespaced_custom_object(
+        api.GROUP, api.VERSION, namespace.name, api.PLURAL, body
     )
-    created = json.loads(out.stdout)
     if source.secret_options:
         secrets = {api.remote_secret_key("src", k): v for k, v in source.secret_options.items()}
         _secret(namespace, api.remotes_secret_name(name), created, secrets)

@@ -4,6 +4,7 @@ account's token, so RBAC is enforced exactly as in a pod)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from datatx_operator import api
 from localcluster.launcher import Cluster
@@ -38,6 +40,11 @@ class Namespace:
 
     cluster: Cluster
     name: str
+
+    @functools.cached_property
+    def api(self) -> client.ApiClient:
+        """One API client for the test's writes: much faster than a kubectl run per object."""
+        return self.cluster.api_client()
 
     def service_account(self, component: str) -> str:
         return f"{RELEASE}-{component}"
