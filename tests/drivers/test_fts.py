@@ -67,6 +67,16 @@ def fts_driver(
     return driver
 
 
+async def held_job(
+    tmp_path: Path, fts: FtsServer, webdav: StorageServer, **options: Any
+) -> FtsDriver:
+    """A started driver whose FTS3 job stays ACTIVE until the test lets it go."""
+    fts.hold = True
+    driver = fts_driver(tmp_path, fts, webdav, **options)
+    await driver.start()
+    return driver
+
+
 def cluster_spec(
     source: StorageServer, endpoint: str, path: str = "src:data/", **options: object
 ) -> dict[str, Any]:
@@ -173,9 +183,7 @@ async def test_failed_job_names_the_fts_reasons(
 async def test_cancel_stops_the_fts_job(
     tmp_path: Path, fts3_server: FtsServer, source: StorageServer
 ) -> None:
-    fts3_server.hold = True
-    driver = fts_driver(tmp_path, fts3_server, source)
-    await driver.start()
+    driver = await held_job(tmp_path, fts3_server, source)
     waiting = asyncio.create_task(driver.wait())
     await asyncio.sleep(1.5)
 
@@ -208,9 +216,7 @@ async def test_cancel_of_an_ended_job_reads_304_in_the_body_and_keeps_the_real_e
 async def test_cancel_that_fts_refuses_is_reported(
     tmp_path: Path, fts3_server: FtsServer, source: StorageServer
 ) -> None:
-    fts3_server.hold = True
-    driver = fts_driver(tmp_path, fts3_server, source)
-    await driver.start()
+    driver = await held_job(tmp_path, fts3_server, source)
     fts3_server.fail_next = [503, 503, 503]
 
     assert await driver.cancel() is False
@@ -279,9 +285,7 @@ async def test_a_submission_that_may_have_arrived_is_not_sent_twice(
 async def test_fts_going_away_while_polling_ends_with_a_network_error(
     tmp_path: Path, fts3_server: FtsServer, source: StorageServer
 ) -> None:
-    fts3_server.hold = True
-    driver = fts_driver(tmp_path, fts3_server, source, request_retries=1)
-    await driver.start()
+    driver = await held_job(tmp_path, fts3_server, source, request_retries=1)
     fts3_server.stop()
 
     outcome = await asyncio.wait_for(driver.wait(), 20)
@@ -311,9 +315,7 @@ async def test_an_unknown_job_answers_the_recorded_404_on_every_endpoint(
 async def test_a_job_fts_no_longer_knows_is_not_found_with_its_message(
     tmp_path: Path, fts3_server: FtsServer, source: StorageServer
 ) -> None:
-    fts3_server.hold = True
-    driver = fts_driver(tmp_path, fts3_server, source)
-    await driver.start()
+    driver = await held_job(tmp_path, fts3_server, source)
     with fts3_server.lock:
         del fts3_server.jobs[str(driver.job_id)]
 
