@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 from localcluster.launcher import Cluster
@@ -353,3 +354,29 @@ time.sleep(300)
     logs = wait_until(lambda: cluster.kubectl("logs", "-n", ns, "addressed").stdout, what="log")
     assert logs == "127.0.0.1 127.0.0.1\n"
     cluster.kubectl("delete", "pod", "-n", ns, "addressed", "--wait=false")
+
+
+def test_a_volume_over_the_checkout_does_not_hide_the_software(
+    cluster: Cluster, cluster_namespace: str
+) -> None:
+    """An emptyDir laid over the folder holding the checkout (as the chart's /tmp does when
+    the checkout lives in /tmp) leaves the venv and the project importable, while the rest
+    of that folder is the pod's own empty volume."""
+    checkout = Path(sys.prefix).parent
+    script = f"""
+import os, datatx_operator
+print("imported", datatx_operator.__name__)
+print("siblings", sorted(set(os.listdir({str(checkout.parent)!r})) - {{{checkout.name!r}}}))
+"""
+    container = python_container(
+        "reader", script, volumeMounts=[{"name": "scratch", "mountPath": str(checkout.parent)}]
+    )
+    manifest = pod("reader", [container], restartPolicy="Never", volumes=[
+        {"name": "scratch", "emptyDir": {}}
+    ])  # fmt: skip
+    apply(cluster, cluster_namespace, manifest)
+
+    finished = _finished(cluster, cluster_namespace, "reader")
+    logs = cluster.kubectl("logs", "-n", cluster_namespace, "reader").stdout
+    assert finished["status"]["phase"] == "Succeeded", logs
+    assert logs.splitlines() == ["imported datatx_operator", "siblings []"]

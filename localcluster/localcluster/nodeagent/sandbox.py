@@ -4,6 +4,10 @@ The container sees the host's filesystem with its volumes bind-mounted at their 
 A mount path that does not exist on the host needs a mount point; instead of creating it on
 the host, the nearest existing parent directory is replaced, inside the namespace only, by a
 tmpfs that re-binds the parent's entries, and the mount point is made there.
+
+Pods run the agent's own software (the venv, the project checked out around it, the base
+interpreter). A volume laid over a directory holding it (an emptyDir at /tmp over a
+checkout in /tmp, say) would hide it, so those roots are bound back on top, read-only.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 BWRAP = "bwrap"
+# The checkout holding the agent's venv, and the interpreter the venv is made from.
+SOFTWARE_ROOTS = (str(Path(sys.prefix).parent), sys.base_prefix)
 
 
 @dataclass(frozen=True)
@@ -96,5 +103,17 @@ def bwrap_argv(mounts: Sequence[Mount], working_dir: str, info_fd: int) -> list[
         argv += ["--perms", "0755", "--dir", directory]
     for mount, resolved in placed:
         argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), resolved]
+    for root in _hidden_roots(SOFTWARE_ROOTS, [resolved for _, resolved in placed]):
+        argv += ["--ro-bind", root, root]
     argv += ["--chdir", working_dir]
     return argv
+
+
+def _hidden_roots(roots: Sequence[str], targets: Sequence[str]) -> list[str]:
+    """The roots that a mount target covers (equals or encloses), outermost first."""
+    real = sorted({os.path.realpath(root) for root in roots}, key=_depth)
+    return [
+        root
+        for root in real
+        if any(root == target or root.startswith(target.rstrip("/") + "/") for target in targets)
+    ]
