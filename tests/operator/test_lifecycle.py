@@ -229,6 +229,11 @@ def test_sigkill_of_the_operator_loses_nothing_and_starts_nothing_twice(
     for name in names:
         status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=300)["status"]
         assert status["phase"] == "Finished", (name, status)
+    # Finished comes with the mover's report; its pod's exit reaches the Job just after.
+    datatx_namespace.cluster.kubectl(
+        "wait", "-n", datatx_namespace.name, "--for=condition=Complete", "jobs", "--all",
+        "--timeout=120s",
+    )  # fmt: skip
     jobs = _jobs(datatx_namespace)
     per_transfer = sorted(job["metadata"]["labels"]["datatx.io/transfer"] for job in jobs)
     assert per_transfer == sorted(names), "exactly one Job per transfer"
