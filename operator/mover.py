@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datatx_operator import api, models
-from datatx_operator.drivers import DRIVERS
+from datatx_operator.drivers import driver_class
 from datatx_operator.drivers.base import Driver, DriverError, Outcome, Reason, RunContext
 from datatx_operator.drivers.redact import Redactor
 from datatx_operator.jobs import CREDENTIAL_MOUNT, REMOTES_MOUNT, TERMINATION_LOG
@@ -183,10 +183,7 @@ def _driver_for(kind: models.Driver, context: RunContext) -> Driver:
             f"the mover was started for driver {kind.value}, the transfer asks for "
             f"{context.spec.driver.value}",
         )
-    driver_class = DRIVERS.get(kind)
-    if driver_class is None:
-        raise DriverError(Reason.INVALID_REQUEST, f"driver {kind.value} is not in this build")
-    return driver_class(context)
+    return driver_class(kind)(context)
 
 
 async def run(settings: MoverSettings, kind: models.Driver, redact: Redactor) -> Outcome:

@@ -208,3 +208,29 @@ def test_mover_without_its_environment_fails_permanently(tmp_path: Path) -> None
     assert done.returncode == ExitCode.PERMANENT
     assert "DATATX_TRANSFER" in done.stderr
     assert "POD_NAMESPACE" in done.stderr
+
+
+def test_every_driver_loads_as_a_driver() -> None:
+    from datatx_operator.drivers import driver_class
+    from datatx_operator.drivers.base import Driver
+    from datatx_operator.models import Driver as Kind
+
+    for kind in Kind:
+        assert issubclass(driver_class(kind), Driver), kind
+
+
+def test_an_rclone_mover_imports_only_what_it_runs() -> None:
+    """Every import delays each transfer's start: an rclone run must not load the HTTP
+    drivers (httpx) nor the Batch and Core APIs' generated models (about 0.6 s)."""
+    probe = (
+        "import sys, datatx_operator.mover as m, datatx_operator.kube as k\n"
+        "from datatx_operator.models import Driver\n"
+        "m.driver_class(Driver.RCLONE)\n"
+        "k.Kube(k.client.ApiClient())\n"
+        "print(sorted(n for n in ('httpx', 'kubernetes.aio.client.api.core_v1_api',"
+        " 'kubernetes.aio.client.api.batch_v1_api') if n in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
