@@ -346,8 +346,7 @@ class Reconciler:
             message = report.message if report and report.message else "transfer finished"
             await self._end(transfer, patch, Phase.FINISHED, "Finished", message, started)
         elif failed:
-            reason = report.reason if report else _job_failure_reason(failed)
-            message = report.message if report else str(failed.get("message", "the run failed"))
+            reason, message = _failure(failed, report, spec)
             if report:
                 patch.set(result=report.result.dump())
             patch.condition(SUCCEEDED, False, reason, message)
@@ -470,10 +469,18 @@ class Reconciler:
             )
 
 
-def _job_failure_reason(condition: dict[str, Any]) -> str:
-    reason = str(condition.get("reason") or "")
-    return {
-        "DeadlineExceeded": "Timeout",
+def _failure(
+    condition: dict[str, Any], report: RunReport | None, spec: DataTransferSpec
+) -> tuple[str, str]:
+    """Reason and message of a failed Job: the mover's own words, unless the Job controller
+    stopped it at the deadline (then the mover only saw a SIGTERM, like a cancel)."""
+    job_reason = str(condition.get("reason") or "")
+    if job_reason == "DeadlineExceeded":
+        return "Timeout", f"the run took longer than its timeoutSeconds ({spec.timeout_seconds} s)"
+    if report:
+        return report.reason, report.message
+    reason = {
         "BackoffLimitExceeded": "RetriesExhausted",
         "PodFailurePolicy": "PermanentFailure",
-    }.get(reason, "RemoteFailed")
+    }.get(job_reason, "RemoteFailed")
+    return reason, str(condition.get("message", "the run failed"))

@@ -67,6 +67,7 @@ def submit(
     credential_secret: bool = True,
     invitee: Invitee | None = None,
     retries: int = 2,
+    timeout_seconds: int = 86400,
     rclone: RcloneOptions | None = None,
     name: str | None = None,
 ) -> str:
@@ -90,6 +91,7 @@ def submit(
         invite=Invite(invitee=invitee) if invitee else None,
         requester=Requester(user="alice", groups=["physics"]),
         retries=retries,
+        timeout_seconds=timeout_seconds,
     )
     body = {
         "apiVersion": api.API_VERSION,

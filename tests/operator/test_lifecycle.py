@@ -49,16 +49,8 @@ def test_destroy_during_a_copy_stops_the_pod_and_destroys_the_credentials(
     webdav_server: StorageServer,
     s3_server: StorageServer,
 ) -> None:
-    webdav_server.write("big/blob.bin", os.urandom(64 * 1024 * 1024))
     run_operator(datatx_namespace)
-    name = submit(
-        datatx_namespace,
-        webdav_server,
-        "/big",
-        s3_server,
-        "/bucket/big",
-        rclone=RcloneOptions(bandwidth_limit="2M"),
-    )
+    name = _submit_slow_copy(datatx_namespace, webdav_server, s3_server, "big", "2M")
     datatx_namespace.wait_for(
         name, lambda b: (b.get("status") or {}).get("progress", {}).get("bytes", 0) > 0
     )
@@ -75,6 +67,58 @@ def test_destroy_during_a_copy_stops_the_pod_and_destroys_the_credentials(
     assert not s3_server.path("bucket/big/blob.bin").exists(), "no partial file is left"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["CredentialsDestroyed"] == "True"
+
+
+def test_a_run_past_its_deadline_fails_as_timeout_and_is_not_retried(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+) -> None:
+    """`timeoutSeconds` is the Job's activeDeadlineSeconds: the Job controller stops the pod
+    (the mover sees SIGTERM, like a cancel), yet the transfer must read Timeout."""
+    run_operator(datatx_namespace)
+    name = _submit_slow_copy(
+        datatx_namespace, webdav_server, s3_server, "slow", "1M", retries=3, timeout_seconds=10
+    )
+    status = datatx_namespace.wait_phase(name, "Failed", timeout=120)["status"]
+
+    assert status["reason"] == "Timeout", status
+    assert "10 s" in status["message"], status["message"]
+    assert status["attempts"] == 1, "a deadline is not retried"
+    started, completed = parse_time(status["startTime"]), parse_time(status["completionTime"])
+    assert started is not None
+    assert completed is not None
+    assert 9 <= (completed - started).total_seconds() < 40, (started, completed)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["reason"] == "Timeout"
+    assert datatx_namespace.exists("secret", f"{name}-credential"), "kept for a retry"
+    [job] = _jobs(datatx_namespace)
+    assert not job["status"].get("active"), "no mover pod runs on"
+    assert not s3_server.path("bucket/slow/blob.bin").exists(), "no partial file is left"
+
+
+def _submit_slow_copy(
+    namespace: Namespace,
+    source: StorageServer,
+    destination: StorageServer,
+    folder: str,
+    bandwidth_limit: str,
+    retries: int = 2,
+    timeout_seconds: int = 86400,
+) -> str:
+    """A 64 MiB copy held to a bandwidth limit, so that it is still running when acted on."""
+    source.write(f"{folder}/blob.bin", os.urandom(64 * 1024 * 1024))
+    return submit(
+        namespace,
+        source,
+        f"/{folder}",
+        destination,
+        f"/bucket/{folder}",
+        rclone=RcloneOptions(bandwidth_limit=bandwidth_limit),
+        retries=retries,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def _statuses(namespace: Namespace, names: list[str]) -> list[dict[str, Any]]:
