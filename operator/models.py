@@ -8,6 +8,7 @@ here: a spec names Secrets by reference only.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -105,6 +106,10 @@ class RemoteType(StrEnum):
     FILESENDER = "filesender"
 
 
+# rclone's nextcloud vendor uploads big files in chunks under the user's /dav/uploads/USER,
+# which it finds from a url ending in /dav/files/USER; any other url fails every run.
+NEXTCLOUD_FILES_URL = re.compile(r"^https?://.+/dav/files/[^/]+/?$")
+
 # Remote types that name a service rather than storage rclone can open.
 SERVICE_REMOTE_TYPES = frozenset({RemoteType.RUCIO, RemoteType.FILESENDER})
 
@@ -126,6 +131,23 @@ class Remote(Model):
         both = set(self.options) & set(self.secret_options)
         if both:
             raise ValueError(f"options {sorted(both)} are given both in clear and as secret")
+        return self
+
+    @model_validator(mode="after")
+    def _nextcloud_url_names_the_user(self) -> Remote:
+        options = self.options
+        chunked = options.get("nextcloud_chunk_size", "").strip() != "0"
+        if (
+            self.type is RemoteType.WEBDAV
+            and options.get("vendor") == "nextcloud"
+            and chunked
+            and "url" in options
+            and not NEXTCLOUD_FILES_URL.match(options["url"])
+        ):
+            raise ValueError(
+                "a nextcloud url must end in /remote.php/dav/files/USER (not /remote.php/webdav),"
+                " or set nextcloud_chunk_size to 0 to upload without chunks"
+            )
         return self
 
 

@@ -82,6 +82,18 @@ SEED_CASES: list[tuple[str, Callable[[], pb.DoTransferRequest], str]] = [
         lambda: webdav_request(remotes=[_remote(secret_options={"url": SECRET}), DST]),
         "remotes[0].secret_options",
     ),
+    (
+        "nextcloud url without the user's files path",
+        lambda: webdav_request(
+            remotes=[
+                _remote(
+                    options={"url": "https://s.example/remote.php/webdav", "vendor": "nextcloud"}
+                ),
+                DST,
+            ]
+        ),
+        "remotes[0]",
+    ),
     ("duplicate remotes", lambda: webdav_request(remotes=[_remote(), _remote(), DST]), "remotes"),
     ("credential too long", lambda: webdav_request(credential=SECRET * 200), "credential"),
     ("credential control char", lambda: webdav_request(credential=SECRET + "\x07"), "credential"),

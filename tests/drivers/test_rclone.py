@@ -8,15 +8,18 @@ import json
 import logging
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from datatx_operator import api
 from datatx_operator.drivers.base import DriverError, Reason
 from datatx_operator.drivers.rclone import RcloneDriver
-from datatx_operator.models import Progress
+from datatx_operator.drivers.rclone_cli import find_rclone
+from datatx_operator.models import Progress, Remote
 from tests.drivers.drive import assert_no_secret, context, run
 from tests.servers.storage import StorageServer
 
@@ -218,6 +221,39 @@ async def test_owncloud_vendor_without_server_hashes_is_not_called_verified(
     assert not checksum.verified
     assert checksum.algorithm == "md5"
     assert "no md5" in checksum.message
+
+
+@pytest.mark.parametrize(
+    ("options", "accepted"),
+    [
+        ({"url": "http://127.0.0.1:1/remote.php/webdav/"}, False),
+        ({"url": "http://127.0.0.1:1/"}, False),
+        ({"url": "http://127.0.0.1:1/remote.php/dav/files/alice/"}, True),
+        ({"url": "http://127.0.0.1:1/nextcloud/remote.php/dav/files/alice"}, True),
+        ({"url": "http://127.0.0.1:1/remote.php/webdav/", "nextcloud_chunk_size": "0"}, True),
+    ],
+)
+def test_nextcloud_urls_are_refused_when_rclone_would_refuse_every_run(
+    options: dict[str, str], accepted: bool
+) -> None:
+    """A url rclone's nextcloud vendor cannot use is refused at request time, not retried."""
+    options = {"vendor": "nextcloud", **options}
+    remote = {"name": "dst", "type": "webdav", "options": options}
+    if accepted:
+        Remote.model_validate(remote)
+    else:
+        with pytest.raises(ValidationError, match=r"must end in /remote\.php/dav/files/USER"):
+            Remote.model_validate(remote)
+
+    flags = [f"--webdav-{key.replace('_', '-')}={value}" for key, value in options.items()]
+    rclone = subprocess.run(
+        [find_rclone(), "lsjson", "--stat", ":webdav:", "--low-level-retries=1", *flags],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rclone.returncode != 0, "nothing listens there"
+    assert ("the remote url looks incorrect" in rclone.stderr) is not accepted, rclone.stderr
 
 
 async def test_wrong_password_is_authentication_failed(

@@ -12,7 +12,7 @@ import pytest
 
 from datatx_operator import api, crd
 from localcluster.launcher import KubectlError
-from tests.servers.datatx import CHART, CRD, Namespace
+from tests.servers.datatx import CHART, CRD, Namespace, OperatorFactory
 
 
 def test_committed_crd_is_generated_from_the_models() -> None:
@@ -62,6 +62,30 @@ def test_bad_resources_are_refused_and_nothing_is_created(
             "create", "-n", datatx_namespace.name, "-f", "-", input=_transfer(name, **changes)
         )
     assert not datatx_namespace.exists("datatransfers.datatx.io", name)
+
+
+def test_a_spec_the_schema_admits_but_the_models_refuse_fails_at_once(
+    datatx_namespace: Namespace, run_operator: OperatorFactory
+) -> None:
+    """kubectl bypasses the bridge's checks; the operator applies the same models, says why,
+    and starts nothing."""
+    run_operator(datatx_namespace)
+    nextcloud = {"url": "https://cloud.example.org/remote.php/webdav/", "vendor": "nextcloud"}
+    name = _create(
+        datatx_namespace,
+        remotes=[
+            {"name": "src", "type": "local"},
+            {"name": "dst", "type": "webdav", "options": nextcloud},
+        ],
+    )
+
+    status = datatx_namespace.wait_phase(name, "Failed")["status"]
+
+    assert status["reason"] == "InvalidSpec"
+    assert status["message"].startswith("spec.remotes.1: "), status["message"]
+    assert "must end in /remote.php/dav/files/USER" in status["message"]
+    assert status.get("attempts", 0) == 0
+    assert not datatx_namespace.exists("job", f"{name}-run0")
 
 
 def _create(namespace: Namespace, **spec_changes: object) -> str:
