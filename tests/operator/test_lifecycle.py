@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from datatx_operator import jobs
 from datatx_operator.index import TERMINAL
-from datatx_operator.models import RcloneOptions
+from datatx_operator.models import DataTransferSpec, RcloneOptions
+from datatx_operator.settings import OperatorSettings
 from datatx_operator.transitions import parse_time
 from tests.operator.observe import metric
 from tests.operator.submit import add_credential, destroy, submit
@@ -96,6 +98,40 @@ def test_a_run_past_its_deadline_fails_as_timeout_and_is_not_retried(
     [job] = _jobs(datatx_namespace)
     assert not job["status"].get("active"), "no mover pod runs on"
     assert not s3_server.path("bucket/slow/blob.bin").exists(), "no partial file is left"
+
+
+def test_an_operator_killed_between_creating_a_job_and_recording_it_adopts_that_job(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+) -> None:
+    """The narrowest window of a SIGKILL, made exact: the Job exists, the status does not name
+    it. The operator that comes back must follow that Job, not start a second run."""
+    webdav_server.write("w/f.bin", os.urandom(256 * 1024))
+    name = submit(datatx_namespace, webdav_server, "/w", s3_server, "/bucket/w")
+    body = datatx_namespace.get(name)
+    settings = OperatorSettings(
+        namespaces=[datatx_namespace.name],
+        mover_service_account=datatx_namespace.service_account("mover"),
+    )
+    left_behind = jobs.build_job(body, DataTransferSpec.model_validate(body["spec"]), settings)
+    datatx_namespace.cluster.kubectl(
+        "create", "-n", datatx_namespace.name, "-f", "-", input=json.dumps(left_behind)
+    )
+    [created] = _jobs(datatx_namespace)
+    assert not (body.get("status") or {}).get("job"), "the status does not know the Job yet"
+
+    run_operator(datatx_namespace)
+    status = datatx_namespace.wait_phase(name, "Finished", "Failed")["status"]
+
+    assert status["phase"] == "Finished", status
+    assert status["job"] == created["metadata"]["name"]
+    assert status["attempts"] == 1
+    [job] = _jobs(datatx_namespace)
+    assert job["metadata"]["uid"] == created["metadata"]["uid"], "the same Job, not a new one"
+    assert job["status"].get("failed", 0) == 0
+    assert s3_server.read("bucket/w/f.bin") == webdav_server.read("w/f.bin")
 
 
 def _submit_slow_copy(
