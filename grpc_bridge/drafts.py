@@ -30,6 +30,7 @@ from datatx_operator.models import (
     OptionValue,
     RemoteName,
     RemoteType,
+    error_reason,
 )
 from grpc_bridge.auth import Principal, stored_groups
 from grpc_bridge.errors import InvalidArgumentError
@@ -141,10 +142,6 @@ def field_path(loc: Sequence[int | str]) -> str:
     return path.lstrip(".") or "request"
 
 
-def _reason(error: ErrorDetails) -> str:
-    return error["msg"].removeprefix("Value error, ")
-
-
 def invalid(described: Sequence[tuple[str, str]]) -> InvalidArgumentError:
     """One InvalidArgumentError for (field, reason) pairs: the first one, all shown (bounded)."""
     first_field, first_reason = described[0]
@@ -172,7 +169,7 @@ DRIVER_NEEDS = re.compile(r"^driver (\w+) needs (\w+)$")
 
 def _spec_error(error: ErrorDetails) -> tuple[str, str]:
     """Root-level spec rules name no field; attribute them to the one they are about."""
-    reason = _reason(error)
+    reason = error_reason(error)
     if error["loc"]:
         return _spec_field(error["loc"]), reason
     needs = DRIVER_NEEDS.match(reason)
@@ -244,7 +241,7 @@ def build_draft(
         request = TransferRequest.model_validate(data)
     except ValidationError as error:
         errors = error.errors(include_url=False, include_input=False)
-        raise invalid([(rename(field_path(e["loc"])), _reason(e)) for e in errors]) from None
+        raise invalid([(rename(field_path(e["loc"])), error_reason(e)) for e in errors]) from None
     try:
         _check_request(request)
     except InvalidArgumentError as error:

@@ -14,10 +14,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 MAX_PATH = 4096
 MAX_OPTION_VALUE = 2048
 MAX_MESSAGE = 1024
+
+
+def error_reason(error: ErrorDetails) -> str:
+    """A validation error in plain words: our validators' text without pydantic's prefix."""
+    return error["msg"].removeprefix("Value error, ")
+
 
 # A name of a remote as rclone accepts it in a config section.
 RemoteName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]

@@ -29,6 +29,7 @@ from datatx_operator.models import (
     InviteResponse,
     Phase,
     RunReport,
+    error_reason,
 )
 from datatx_operator.notifiers import DeliveryError, Notifier, deliver
 from datatx_operator.settings import OperatorSettings
@@ -63,7 +64,7 @@ class Transfer:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "spec"
-            self.spec_error = f"spec.{where}: {first['msg']}"
+            self.spec_error = f"spec.{where}: {error_reason(first)}"
         self.status = DataTransferStatus.model_validate(self.body.get("status") or {})
 
     @property

@@ -82,8 +82,9 @@ def test_a_spec_the_schema_admits_but_the_models_refuse_fails_at_once(
     status = datatx_namespace.wait_phase(name, "Failed")["status"]
 
     assert status["reason"] == "InvalidSpec"
-    assert status["message"].startswith("spec.remotes.1: "), status["message"]
-    assert "must end in /remote.php/dav/files/USER" in status["message"]
+    assert status["message"].startswith(
+        "spec.remotes.1: a nextcloud url must end in /remote.php/dav/files/USER"
+    ), status["message"]
     assert status.get("attempts", 0) == 0
     assert not datatx_namespace.exists("job", f"{name}-run0")
 
