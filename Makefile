@@ -68,6 +68,10 @@ crds: venv ## regenerate the CRD (deploy/crds and the chart) from operator/model
 bench: venv system-deps tools ## benchmarks beside their references (plain rclone, raw API); figures in bench/results/
 	$(RUN) pytest bench -s --timeout=3600 $(PYTEST_ARGS)
 
+.PHONY: chaos
+chaos: venv system-deps tools ## SIGKILL the operator at random moments during 200 transfers (CHAOS_TRANSFERS, CHAOS_SEED)
+	$(RUN) pytest chaos -s --timeout=3600 $(PYTEST_ARGS)
+
 .PHONY: dev-up
 dev-up: venv system-deps tools ## local cluster + datatx from its Helm chart; bridge address and admin token in .cluster/
 	$(RUN) python -m devstack up --dir .cluster

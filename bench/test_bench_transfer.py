@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, watch
 
 from datatx_operator import api
 from datatx_operator.drivers.rclone_cli import Rclone, find_rclone
 from datatx_operator.drivers.rclone_config import write_config
 from datatx_operator.drivers.redact import Redactor
+from tests.operator.observe import watch_transfers
 from tests.operator.submit import remote, submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.storage import StorageServer
@@ -81,26 +81,14 @@ def through_operator(
     namespace: Namespace, source: StorageServer, destination: StorageServer
 ) -> Callable[[str, str], float]:
     """Create a DataTransfer and time it until the watch shows Finished."""
-    api_client = namespace.cluster.api_client()
-    custom = client.CustomObjectsApi(api_client)
 
     def copy(source_path: str, destination_path: str) -> float:
         begin = time.monotonic()
         name = submit(namespace, source, source_path, destination, destination_path)
-        stream = watch.Watch()
-        for event in stream.stream(
-            custom.list_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            namespace.name,
-            api.PLURAL,
-            field_selector=f"metadata.name={name}",
-            timeout_seconds=1800,
-        ):
-            phase = (event["object"].get("status") or {}).get("phase")
+        for transfer in watch_transfers(namespace, 1800, field_selector=f"metadata.name={name}"):
+            phase = (transfer.get("status") or {}).get("phase")
             if phase in ("Finished", "Failed"):
-                stream.stop()
-                assert phase == "Finished", event["object"]["status"]
+                assert phase == "Finished", transfer["status"]
                 return time.monotonic() - begin
         raise AssertionError(f"{name} did not finish")
 
@@ -114,7 +102,8 @@ def alternate(
     source: str,
     label: str,
 ) -> dict[str, object]:
-    plain_times, operator_times = [], []
+    plain_times: list[float] = []
+    operator_times: list[float] = []
     for index in range(rounds):
         # Each copy writes its data anew: flush the last one's dirty pages first, so that
         # neither side pays for the other's writeback, and swap who goes first each round.

@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
+from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from datatx_operator import api
 from tests.servers.datatx import Namespace, OperatorProcess
+
+
+def watch_transfers(
+    namespace: Namespace, timeout_seconds: int, **list_options: Any
+) -> Iterator[dict[str, Any]]:
+    """Each transfer as it changes, from the API server's watch (no polling delay)."""
+    custom = client.CustomObjectsApi(namespace.api)
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            namespace.name,
+            api.PLURAL,
+            timeout_seconds=timeout_seconds,
+            **list_options,
+        ):
+            yield event["object"]
+    finally:
+        stream.stop()
 
 
 def metric(operator: OperatorProcess, sample: str, **labels: str) -> float:
