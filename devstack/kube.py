@@ -58,8 +58,7 @@ def ensure_namespace(cluster: Cluster, name: str, *, restricted: bool) -> None:
         cluster,
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
     )
-    # Pods need the namespace's default ServiceAccount and CA bundle, made by controllers.
-    cluster.kubectl("wait", "--for=create", "-n", name, "sa/default", "cm/kube-root-ca.crt")
+    cluster.wait_for_namespace_defaults(name)
 
 
 def secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:

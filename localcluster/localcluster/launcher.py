@@ -83,6 +83,15 @@ class Cluster:
             raise KubectlError(result.returncode, command, result.stdout, result.stderr)
         return result
 
+    def wait_for_namespace_defaults(self, namespace: str) -> None:
+        """Wait for the default ServiceAccount and CA bundle that controllers add to a new
+        namespace (pods need both). One wait each: given several names of which none exists
+        yet, `kubectl wait --for=create` fails at once with NotFound instead of waiting."""
+        for made_by_controllers in ("sa/default", "cm/kube-root-ca.crt"):
+            self.kubectl(
+                "wait", "--for=create", "--timeout=120s", "-n", namespace, made_by_controllers
+            )
+
     def api_client(self) -> k8s_client.ApiClient:
         api: k8s_client.ApiClient = k8s_config.new_client_from_config(
             config_file=str(self.kubeconfig)

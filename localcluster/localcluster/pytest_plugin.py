@@ -30,8 +30,7 @@ def cluster_namespace(cluster: Cluster) -> Iterator[str]:
     """A namespace of its own for one test, deleted (without waiting) afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    # Pods need the namespace's default ServiceAccount and CA bundle, made by controllers.
-    cluster.kubectl("wait", "--for=create", "-n", name, "sa/default", "cm/kube-root-ca.crt")
+    cluster.wait_for_namespace_defaults(name)
     try:
         yield name
     finally:
