@@ -327,8 +327,11 @@ class Reconciler:
 
     async def _follow(self, transfer: Transfer, spec: DataTransferSpec, job: JsonDict) -> None:
         job_status = job.get("status") or {}
-        attempts = sum(int(job_status.get(k) or 0) for k in ("failed", "succeeded", "active"))
         report = transfer.report_of(job["metadata"]["name"])
+        counted = sum(int(job_status.get(k) or 0) for k in ("failed", "succeeded", "active"))
+        # A loaded Job controller can count the pod only after its mover has reported; the
+        # report alone proves one attempt.
+        attempts = max(counted, 1 if report else 0)
         complete = run_succeeded(job, report)
         failed = job_condition(job, "Failed")
         patch = transfer.patch().set(attempts=max(attempts, transfer.status.attempts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import os
@@ -11,7 +12,7 @@ from typing import Any
 
 from datatx_operator import jobs
 from datatx_operator.index import TERMINAL
-from datatx_operator.models import DataTransferSpec, RcloneOptions
+from datatx_operator.models import DataTransferSpec, RcloneOptions, Result, RunReport
 from datatx_operator.settings import OperatorSettings
 from datatx_operator.transitions import parse_time
 from tests.operator.observe import metric
@@ -111,14 +112,7 @@ def test_an_operator_killed_between_creating_a_job_and_recording_it_adopts_that_
     webdav_server.write("w/f.bin", os.urandom(256 * 1024))
     name = submit(datatx_namespace, webdav_server, "/w", s3_server, "/bucket/w")
     body = datatx_namespace.get(name)
-    settings = OperatorSettings(
-        namespaces=[datatx_namespace.name],
-        mover_service_account=datatx_namespace.service_account("mover"),
-    )
-    left_behind = jobs.build_job(body, DataTransferSpec.model_validate(body["spec"]), settings)
-    datatx_namespace.cluster.kubectl(
-        "create", "-n", datatx_namespace.name, "-f", "-", input=json.dumps(left_behind)
-    )
+    _create_the_operators_job(datatx_namespace, body)
     [created] = _jobs(datatx_namespace)
     assert not (body.get("status") or {}).get("job"), "the status does not know the Job yet"
 
@@ -132,6 +126,52 @@ def test_an_operator_killed_between_creating_a_job_and_recording_it_adopts_that_
     assert job["metadata"]["uid"] == created["metadata"]["uid"], "the same Job, not a new one"
     assert job["status"].get("failed", 0) == 0
     assert s3_server.read("bucket/w/f.bin") == webdav_server.read("w/f.bin")
+
+
+def test_a_success_reported_before_the_job_counts_its_pod_is_one_attempt(
+    datatx_namespace: Namespace,
+    run_operator: OperatorFactory,
+    webdav_server: StorageServer,
+    s3_server: StorageServer,
+) -> None:
+    """Seen under `make chaos`: the mover reported success while the loaded Job controller
+    had not yet counted its pod, and the transfer ended Finished with 0 attempts. Made exact
+    here: the Job is suspended (it never counts a pod) and the mover's report is in place."""
+    name = submit(datatx_namespace, webdav_server, "/w", s3_server, "/bucket/w")
+    job = _create_the_operators_job(datatx_namespace, datatx_namespace.get(name), suspend=True)
+    report = RunReport(
+        job=job,
+        pod=f"{job}-mover",
+        reason="Succeeded",
+        result=Result(files=1, bytes=1024),
+        finish_time=dt.datetime.now(dt.UTC),
+    )
+    status = {"job": job, "lastRun": report.model_dump(mode="json", by_alias=True)}
+    datatx_namespace.cluster.kubectl(
+        "patch", "dt", name, "-n", datatx_namespace.name, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+
+    run_operator(datatx_namespace)
+    status = datatx_namespace.wait_phase(name, "Finished", "Failed")["status"]
+
+    assert status["phase"] == "Finished", status
+    assert status["attempts"] == 1
+    [counted] = _jobs(datatx_namespace)
+    assert not counted["status"].get("active"), "the Job counted no pod"
+
+
+def _create_the_operators_job(
+    namespace: Namespace, body: dict[str, Any], *, suspend: bool = False
+) -> str:
+    """The Job the operator would create for this transfer, created behind its back."""
+    settings = OperatorSettings(
+        namespaces=[namespace.name], mover_service_account=namespace.service_account("mover")
+    )
+    job = jobs.build_job(body, DataTransferSpec.model_validate(body["spec"]), settings)
+    job["spec"]["suspend"] = suspend
+    namespace.cluster.kubectl("create", "-n", namespace.name, "-f", "-", input=json.dumps(job))
+    return str(job["metadata"]["name"])
 
 
 def _submit_slow_copy(
