@@ -33,12 +33,10 @@ ROUNDS = int(os.environ.get("BENCH_RESTART_ROUNDS", "3"))
 THREADS = 16
 
 
-def _custom(namespace: Namespace) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(namespace.api)
-
-
-def _patch_status(namespace: Namespace, name: str, body: dict[str, Any]) -> None:
-    _custom(namespace).patch_namespaced_custom_object_status(
+def _patch_status(
+    custom: client.CustomObjectsApi, namespace: Namespace, name: str, body: dict[str, Any]
+) -> None:
+    custom.patch_namespaced_custom_object_status(
         api.GROUP, api.VERSION, namespace.name, api.PLURAL, name, body
     )
 
@@ -48,8 +46,9 @@ def _each(names: list[str], call: Callable[[str], None]) -> None:
         list(pool.map(call, names))
 
 
-def _wait_until_all_have_a_status(namespace: Namespace, count: int) -> None:
-    custom = _custom(namespace)
+def _wait_until_all_have_a_status(
+    custom: client.CustomObjectsApi, namespace: Namespace, count: int
+) -> None:
     listed: Any = custom.list_namespaced_custom_object(
         api.GROUP, api.VERSION, namespace.name, api.PLURAL
     )
@@ -66,15 +65,14 @@ def _wait_until_all_have_a_status(namespace: Namespace, count: int) -> None:
     raise AssertionError(f"only {len(done)} of {count} transfers got a status")
 
 
-def _raw_catch_up(namespace: Namespace, names: list[str]) -> float:
-    custom = _custom(namespace)
+def _raw_catch_up(custom: client.CustomObjectsApi, namespace: Namespace, names: list[str]) -> float:
     status = {"status": {"phase": "Pending", "reason": "Queued", "message": "queued"}}
 
     def one(name: str) -> None:
         custom.get_namespaced_custom_object(
             api.GROUP, api.VERSION, namespace.name, api.PLURAL, name
         )
-        _patch_status(namespace, name, status)
+        _patch_status(custom, namespace, name, status)
 
     began = time.monotonic()
     _each(names, one)
@@ -92,25 +90,26 @@ def test_catch_up_after_a_restart(
         submit(datatx_namespace, webdav_server, "/tiny", s3_server, f"/bucket/t{index}")
         for index in range(TRANSFERS)
     ]
+    custom = client.CustomObjectsApi(datatx_namespace.api)
     caps = {"DATATX_MAX_RUNNING_TOTAL": "1", "DATATX_MAX_RUNNING_PER_NAMESPACE": "1"}
     operator_times, raw_times = [], []
     for index in range(ROUNDS):
         runs = ["raw", "operator"] if index % 2 == 0 else ["operator", "raw"]
         for kind in runs:
             if kind == "raw":
-                raw_times.append(_raw_catch_up(datatx_namespace, names))
+                raw_times.append(_raw_catch_up(custom, datatx_namespace, names))
             else:
                 began = time.monotonic()
                 operator = run_operator(datatx_namespace, **caps)
-                _wait_until_all_have_a_status(datatx_namespace, TRANSFERS)
+                _wait_until_all_have_a_status(custom, datatx_namespace, TRANSFERS)
                 operator_times.append(time.monotonic() - began)
                 operator.stop()
             # Untimed: back to no status at all, after the one admitted run has ended.
-            datatx_namespace.cluster.kubectl(
-                "wait", "-n", datatx_namespace.name, "--for=condition=Complete", "jobs",
-                "--all", "--timeout=120s", check=False,  # no Jobs yet after a raw round
-            )  # fmt: skip
-            _each(names, lambda name: _patch_status(datatx_namespace, name, {"status": None}))
+            datatx_namespace.wait_jobs_complete(check=False)  # no Jobs yet after a raw round
+            _each(
+                names,
+                lambda name: _patch_status(custom, datatx_namespace, name, {"status": None}),
+            )
 
     outcome = {
         "transfers": TRANSFERS,

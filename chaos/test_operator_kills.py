@@ -10,12 +10,11 @@ before the rest.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
-from typing import Any
 
+from tests.operator.observe import assert_one_job_each_ran_once
 from tests.operator.submit import submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.storage import StorageServer
@@ -24,11 +23,6 @@ TRANSFERS = int(os.environ.get("CHAOS_TRANSFERS", "200"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(2**32))))
 MAX_UP_SECONDS = float(os.environ.get("CHAOS_MAX_UP_SECONDS", "2"))
 DEADLINE_SECONDS = 1200
-
-
-def _all(namespace: Namespace, kind: str) -> list[dict[str, Any]]:
-    out = namespace.cluster.kubectl("get", kind, "-n", namespace.name, "-o", "json")
-    return list(json.loads(out.stdout)["items"])
 
 
 def test_repeated_sigkills_lose_nothing_and_start_nothing_twice(
@@ -49,7 +43,7 @@ def test_repeated_sigkills_lose_nothing_and_start_nothing_twice(
     ]
     began, kills = time.monotonic(), 0
     while time.monotonic() - began < DEADLINE_SECONDS:
-        phases = [(t.get("status") or {}).get("phase") for t in _all(datatx_namespace, "dt")]
+        phases = [(t.get("status") or {}).get("phase") for t in datatx_namespace.objects("dt")]
         if all(phase in ("Finished", "Failed") for phase in phases):
             break
         time.sleep(chance.uniform(0.1, MAX_UP_SECONDS))
@@ -59,22 +53,15 @@ def test_repeated_sigkills_lose_nothing_and_start_nothing_twice(
         operator.start()
     took = time.monotonic() - began
 
-    statuses = {t["metadata"]["name"]: t.get("status") or {} for t in _all(datatx_namespace, "dt")}
+    statuses = {
+        t["metadata"]["name"]: t.get("status") or {} for t in datatx_namespace.objects("dt")
+    }
     print(f"chaos: {kills} SIGKILLs in {took:.0f} s")
     assert sorted(statuses) == sorted(names), "no transfer lost"
     unfinished = {n: s.get("phase") for n, s in statuses.items() if s.get("phase") != "Finished"}
     assert not unfinished, unfinished
     assert kills >= 5, "the run ended before the chaos began; use more transfers"
-    datatx_namespace.cluster.kubectl(
-        "wait", "-n", datatx_namespace.name, "--for=condition=Complete", "jobs", "--all",
-        "--timeout=120s",
-    )  # fmt: skip
-    jobs = _all(datatx_namespace, "jobs")
-    per_transfer = sorted(job["metadata"]["labels"]["datatx.io/transfer"] for job in jobs)
-    assert per_transfer == sorted(names), "exactly one Job per transfer"
-    for job in jobs:
-        ran = (job["status"].get("succeeded"), job["status"].get("failed", 0))
-        assert ran == (1, 0), (job["metadata"]["name"], job["status"])
+    assert_one_job_each_ran_once(datatx_namespace, names)
     for name, status in statuses.items():
         assert status["attempts"] == 1, (name, status)
     for index in range(TRANSFERS):

@@ -56,3 +56,14 @@ def transfer_events(namespace: Namespace, name: str, last: str, timeout: float =
         if any(event["reason"] == last for event in events) or time.monotonic() > deadline:
             return events
         time.sleep(0.5)
+
+
+def assert_one_job_each_ran_once(namespace: Namespace, names: list[str]) -> None:
+    """No attempt started twice: each transfer has exactly one Job, which succeeded once."""
+    namespace.wait_jobs_complete()
+    jobs = namespace.objects("jobs")
+    per_transfer = sorted(job["metadata"]["labels"][api.LABEL_TRANSFER] for job in jobs)
+    assert per_transfer == sorted(names), "exactly one Job per transfer"
+    for job in jobs:
+        ran = (job["status"].get("succeeded"), job["status"].get("failed", 0))
+        assert ran == (1, 0), (job["metadata"]["name"], job["status"])

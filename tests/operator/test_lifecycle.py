@@ -10,20 +10,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from datatx_operator import jobs
+from datatx_operator import api, jobs
 from datatx_operator.index import TERMINAL
 from datatx_operator.models import DataTransferSpec, RcloneOptions, Result, RunReport
 from datatx_operator.settings import OperatorSettings
 from datatx_operator.transitions import parse_time
-from tests.operator.observe import metric
+from tests.operator.observe import assert_one_job_each_ran_once, metric
 from tests.operator.submit import add_credential, destroy, submit
 from tests.servers.datatx import Namespace, OperatorFactory
 from tests.servers.storage import StorageServer
-
-
-def _jobs(namespace: Namespace) -> list[dict[str, Any]]:
-    out = namespace.cluster.kubectl("get", "jobs", "-n", namespace.name, "-o", "json")
-    return list(json.loads(out.stdout)["items"])
 
 
 def test_finished_transfers_are_removed_after_the_cache_time(
@@ -96,7 +91,7 @@ def test_a_run_past_its_deadline_fails_as_timeout_and_is_not_retried(
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Succeeded"]["reason"] == "Timeout"
     assert datatx_namespace.exists("secret", f"{name}-credential"), "kept for a retry"
-    [job] = _jobs(datatx_namespace)
+    [job] = datatx_namespace.objects("jobs")
     assert not job["status"].get("active"), "no mover pod runs on"
     assert not s3_server.path("bucket/slow/blob.bin").exists(), "no partial file is left"
 
@@ -113,7 +108,7 @@ def test_an_operator_killed_between_creating_a_job_and_recording_it_adopts_that_
     name = submit(datatx_namespace, webdav_server, "/w", s3_server, "/bucket/w")
     body = datatx_namespace.get(name)
     _create_the_operators_job(datatx_namespace, body)
-    [created] = _jobs(datatx_namespace)
+    [created] = datatx_namespace.objects("jobs")
     assert not (body.get("status") or {}).get("job"), "the status does not know the Job yet"
 
     run_operator(datatx_namespace)
@@ -122,7 +117,7 @@ def test_an_operator_killed_between_creating_a_job_and_recording_it_adopts_that_
     assert status["phase"] == "Finished", status
     assert status["job"] == created["metadata"]["name"]
     assert status["attempts"] == 1
-    [job] = _jobs(datatx_namespace)
+    [job] = datatx_namespace.objects("jobs")
     assert job["metadata"]["uid"] == created["metadata"]["uid"], "the same Job, not a new one"
     assert job["status"].get("failed", 0) == 0
     assert s3_server.read("bucket/w/f.bin") == webdav_server.read("w/f.bin")
@@ -157,7 +152,7 @@ def test_a_success_reported_before_the_job_counts_its_pod_is_one_attempt(
 
     assert status["phase"] == "Finished", status
     assert status["attempts"] == 1
-    [counted] = _jobs(datatx_namespace)
+    [counted] = datatx_namespace.objects("jobs")
     assert not counted["status"].get("active"), "the Job counted no pod"
 
 
@@ -200,10 +195,9 @@ def _submit_slow_copy(
 def _statuses(namespace: Namespace, names: list[str]) -> list[dict[str, Any]]:
     """The transfers' statuses in one list call: one consistent snapshot, unlike one get
     per transfer, in which a run could be seen ending after the next was seen starting."""
-    out = namespace.cluster.kubectl(
-        "get", "datatransfers.datatx.io", "-n", namespace.name, "-o", "json"
-    )
-    by_name = {item["metadata"]["name"]: item for item in json.loads(out.stdout)["items"]}
+    by_name = {
+        item["metadata"]["name"]: item for item in namespace.objects(f"{api.PLURAL}.{api.GROUP}")
+    }
     return [by_name[name].get("status") or {} for name in names]
 
 
@@ -349,17 +343,7 @@ def test_sigkill_of_the_operator_loses_nothing_and_starts_nothing_twice(
     for name in names:
         status = datatx_namespace.wait_phase(name, "Finished", "Failed", timeout=300)["status"]
         assert status["phase"] == "Finished", (name, status)
-    # Finished comes with the mover's report; its pod's exit reaches the Job just after.
-    datatx_namespace.cluster.kubectl(
-        "wait", "-n", datatx_namespace.name, "--for=condition=Complete", "jobs", "--all",
-        "--timeout=120s",
-    )  # fmt: skip
-    jobs = _jobs(datatx_namespace)
-    per_transfer = sorted(job["metadata"]["labels"]["datatx.io/transfer"] for job in jobs)
-    assert per_transfer == sorted(names), "exactly one Job per transfer"
-    for job in jobs:
-        job_status = job["status"]
-        assert (job_status.get("succeeded"), job_status.get("failed", 0)) == (1, 0), job_status
+    assert_one_job_each_ran_once(datatx_namespace, names)
     for index in range(count):
         assert s3_server.read(f"bucket/k{index}/f.bin") == webdav_server.read(f"k{index}/f.bin")
     assert operator.starts == 2

@@ -96,6 +96,19 @@ class Namespace:
             json.dumps({"spec": spec}),
         )
 
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """Every object of `kind` in the namespace, from one list call (one snapshot)."""
+        out = self.cluster.kubectl("get", kind, "-n", self.name, "-o", "json")
+        return list(json.loads(out.stdout)["items"])
+
+    def wait_jobs_complete(self, *, check: bool = True) -> None:
+        """Wait until every Job is Complete: a run ends Finished on its mover's report, and
+        the pod's exit reaches its Job just after. `check` False: having no Job is fine."""
+        self.cluster.kubectl(
+            "wait", "-n", self.name, "--for=condition=Complete", "jobs", "--all",
+            "--timeout=120s", check=check,
+        )  # fmt: skip
+
     def exists(self, kind: str, name: str) -> bool:
         result = self.cluster.kubectl("get", kind, name, "-n", self.name, check=False)
         return result.returncode == 0
